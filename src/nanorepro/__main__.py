@@ -1,0 +1,3 @@
+from nanorepro.cli import main
+
+main()
