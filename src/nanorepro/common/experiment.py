@@ -23,6 +23,15 @@ from nanorepro.common.checkpoint import load_checkpoint, save_checkpoint
 from nanorepro.common.progress import ProgressBoard, ProgressTask
 
 Metrics = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A small table for the report: column names and rows of already formatted cells."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
 PROFILES = ("smoke", "quick", "full")
 
 
@@ -47,6 +56,7 @@ class ClaimCheck:
     measure: Callable[[list[Metrics]], float | None]
     op: Literal[">=", "<=", "in"] = ">="
     threshold: float | tuple[float, float] | None = None
+    seed_spread: bool = True  # False where one seed's value is meaningless (a ratio of near-zero means)
 
     def judge(self, value: float | None) -> bool | None:
         if self.threshold is None:
@@ -70,7 +80,9 @@ class ClaimCheck:
     def evaluate(self, runs: list[Metrics]) -> dict[str, Any]:
         """The check over all seeds, plus the spread of the same measure seed by seed."""
         value = self.measure(runs)
-        per_seed = [v for v in (self.measure([r]) for r in runs) if v is not None] if len(runs) > 1 else []
+        per_seed = []
+        if self.seed_spread and len(runs) > 1:
+            per_seed = [v for v in (self.measure([r]) for r in runs) if v is not None]
         return {
             "key": self.key,
             "statement": self.statement,
@@ -92,6 +104,7 @@ class Experiment:
     run: Callable[[Any, RunContext], Metrics]
     checks: tuple[ClaimCheck, ...]
     plot: Callable[[list[Metrics]], dict[str, Figure]] | None = None  # name -> figure
+    tables: Callable[[list[Metrics]], list[Table]] | None = None
     threads: int | None = None  # measured best torch thread count (None: torch's default)
     device: str = "auto"  # "cpu" for work too small for a GPU to pay off
 

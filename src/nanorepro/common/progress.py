@@ -56,4 +56,4 @@ class ProgressBoard:
         return ProgressTask(self._progress, self._progress.add_task(description, total=total))
 
     def log(self, message: str) -> None:
-        self._progress.console.print(message, highlight=False)
+        self._progress.console.print(message, highlight=False, soft_wrap=True)

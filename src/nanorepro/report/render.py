@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from nanorepro.common.config import config_hash
-from nanorepro.common.experiment import Experiment
+from nanorepro.common.experiment import Experiment, Table
 from nanorepro.common.io import atomic_write_bytes, atomic_write_text
 from nanorepro.experiments import SYSTEMS, System, registry
 from nanorepro.report.store import load_runs
@@ -29,6 +29,7 @@ class ExperimentRow:
     runs: list[dict]
     checks: list[dict] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -81,6 +82,11 @@ def threshold_text(check: dict) -> str:
     return f"{check['op']} {fmt(check['threshold'])}"
 
 
+def cell(text: str) -> str:
+    """Markdown table cell: a literal '|' would end the cell."""
+    return text.replace("|", "\\|")
+
+
 def mark(passed: bool | None) -> str:
     return {True: "pass", False: "MISS", None: "—"}[passed]
 
@@ -98,6 +104,8 @@ def collect(results_root: Path, profile: str, plot_dir: Path) -> list[SystemRow]
                 row.checks = [check.evaluate(metrics) for check in exp.checks]
                 if exp.plot is not None:
                     row.plots = save_figures(exp.name, exp.plot(metrics), plot_dir)
+                if exp.tables is not None:
+                    row.tables = exp.tables(metrics)
                 expected = exp.profiles[profile].seeds if profile in exp.profiles else None
                 if expected is not None and len(runs) < expected:
                     row.notes.append(f"only {len(runs)} of the profile's {expected} seeds are stored")
@@ -148,10 +156,11 @@ def render_markdown(rows: list[SystemRow], profile: str, generated: str) -> str:
         measured, plots = [], []
         for exp_row in row.experiments:
             judged = [c for c in exp_row.checks if c["passed"] is not None]
-            measured += [f"{c['key']}: {fmt(c['value'])} ({threshold_text(c)}, {mark(c['passed'])})" for c in judged]
+            measured += [f"{c['key']}: {measurement_text(c)} ({threshold_text(c)}, {mark(c['passed'])})"
+                         for c in judged]
             plots += [f"[{p.stem}](plots/{p.name})" for p in exp_row.plots]
-        cell = "<br>".join(measured) or "—"
-        lines.append(f"| **{row.system.name}** | {row.system.claim} | {cell} | {row.verdict} | "
+        measured_cell = cell("<br>".join(measured)) or "—"
+        lines.append(f"| **{row.system.name}** | {cell(row.system.claim)} | {measured_cell} | {row.verdict} | "
                      f"{', '.join(plots) or '—'} |")
     for row in rows:
         for exp_row in row.experiments:
@@ -164,8 +173,12 @@ def render_markdown(rows: list[SystemRow], profile: str, generated: str) -> str:
             lines += [f"> Note: {note}." for note in exp_row.notes] + ([""] if exp_row.notes else [])
             lines += ["| Check | Statement | Measured (± seed std) | Threshold | Result |", "|---|---|---|---|---|"]
             for c in exp_row.checks:
-                lines.append(f"| {c['key']} | {c['statement']} | {measurement_text(c)} | {threshold_text(c)} | "
+                lines.append(f"| {c['key']} | {cell(c['statement'])} | {measurement_text(c)} | {threshold_text(c)} | "
                              f"{mark(c['passed'])} |")
+            for table in exp_row.tables:
+                lines += ["", f"**{table.title}**", "", "| " + " | ".join(map(cell, table.columns)) + " |",
+                          "|" + "---|" * len(table.columns)]
+                lines += ["| " + " | ".join(map(cell, r)) + " |" for r in table.rows]
             lines += ["", *[f"![{p.stem}](plots/{p.name})" for p in exp_row.plots]]
     return "\n".join(lines) + "\n"
 
@@ -200,7 +213,7 @@ def render_html(rows: list[SystemRow], profile: str, generated: str) -> str:
         for exp_row in row.experiments:
             for c in exp_row.checks:
                 if c["passed"] is not None:
-                    items.append(f"{e(c['key'])}: {e(fmt(c['value']))} ({e(threshold_text(c))}) "
+                    items.append(f"{e(c['key'])}: {e(measurement_text(c))} ({e(threshold_text(c))}) "
                                  f"<span class='{mark(c['passed'])}'>{mark(c['passed'])}</span>")
         link = f"<a href='#{e(row.system.key)}'>{e(row.system.name)}</a>" if row.experiments else e(row.system.name)
         verdict_class = "muted" if not row.experiments else ""
@@ -225,6 +238,11 @@ def render_html(rows: list[SystemRow], profile: str, generated: str) -> str:
                            f"<td>{e(measurement_text(c))}</td><td>{e(threshold_text(c))}</td>"
                            f"<td class='{mark(c['passed'])}'>{mark(c['passed'])}</td></tr>")
             out.append("</table>")
+            for table in exp_row.tables:
+                out.append(f"<p><b>{e(table.title)}</b></p><table><tr>"
+                           + "".join(f"<th>{e(c)}</th>" for c in table.columns) + "</tr>")
+                out += ["<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>" for r in table.rows]
+                out.append("</table>")
             out += [_img(p) for p in exp_row.plots]
     out.append("</body></html>")
     return "\n".join(out) + "\n"
