@@ -174,3 +174,14 @@ def test_q_learner_resume_is_exact(tmp_path):
                             **kwargs)
     assert torch.equal(resumed.policy_HSA, full.policy_HSA)
     assert resumed.curve == full.curve
+
+
+def test_iq_learn_on_the_mixture_acts_as_a_soft_bellman_constraint():
+    """Chi^2 on learner samples (the official MuJoCo recipe) ties Q off the data to the next value."""
+    mdp, demos, a_star, uncovered = small_instance()
+    fit = fit_q_learner(iq_learn_loss, mdp, demos, QLearnerConfig(steps=300), uses_learner_data=True,
+                        chi2_c=0.5, chi2_on="mix", value="v0")
+    before_last = uncovered.clone()
+    before_last[-1] = False
+    assert torch.all(pi_star(fit.greedy_HSA, a_star)[before_last] == 1.0)
+    assert torch.all(pi_star(fit.policy_HSA, a_star)[before_last] > 0.5)
