@@ -111,6 +111,84 @@ def report(
     typer.echo(f"report: {html_path} and {md_path}")
 
 
+braking_app = typer.Typer(no_args_is_help=True, help="ReinVBC on your own braking logs.")
+app.add_typer(braking_app, name="braking")
+ABS_GRID = typer.Option("full", "--abs-grid", help="Tuning grid of the reference ABS: full | small (tests).")
+
+
+def check_grid(grid: str) -> str:
+    if grid not in ("full", "small"):
+        raise UserError(f"unknown --abs-grid '{grid}' (full or small)")
+    return grid
+
+
+@braking_app.command("make-data")
+def braking_make_data(
+    out: Path = typer.Option(..., "--out", help="Where to write the logs (.npz, the documented format)."),
+    stops: int = typer.Option(300, "--stops", help="Logged stops (every 5th is validation)."),
+    seed: int = typer.Option(0, "--seed"),
+    abs_grid: str = ABS_GRID,
+) -> None:
+    """Log a noisy, perturbed rule-based ABS on dry asphalt, wet asphalt and snow."""
+    from nanorepro.braking.tools import make_data
+
+    if stops < 10:
+        raise UserError(f"need at least 10 stops, got {stops}")
+    with ProgressBoard() as board:
+        info = make_data(out, stops, seed, board, check_grid(abs_grid))
+    typer.echo(f"{info['stops']} stops, {info['transitions']} transitions -> {out}")
+    for surface, distance in info["mean_distance"].items():
+        typer.echo(f"  {surface:<12} mean stopping distance {distance:.1f} m")
+
+
+@braking_app.command("train")
+def braking_train(
+    data: Path = typer.Option(..., "--data", help="Braking logs (.npz; see docs/reinvbc.md for the format)."),
+    out: Path = typer.Option(Path("policy.safetensors"), "--out", help="Where to write the policy."),
+    seed: int = typer.Option(0, "--seed"),
+    overrides: list[str] | None = typer.Option(None, "--set", help="ReinVBCConfig override key=value."),
+) -> None:
+    """Learn stop models from the logs and a ReinVBC policy in them (no simulator involved)."""
+    from nanorepro.braking.reinvbc import ReinVBCConfig
+    from nanorepro.braking.tools import train
+    from nanorepro.common.config import apply_overrides
+
+    cfg = apply_overrides(ReinVBCConfig(), overrides or [])
+    with ProgressBoard() as board:
+        info = train(data, out, cfg, seed, board)
+    gate = info["gate"]
+    typer.echo(f"policy -> {info['policy']} (checkpoint of update {info['selected_update']}, chosen in model B)")
+    typer.echo(f"model gate: logged commands replayed in the model give {gate['open_loop_ratio']:.3f}x the "
+               "logged stopping distance")
+
+
+@braking_app.command("evaluate")
+def braking_evaluate(
+    policy: Path = typer.Option(..., "--policy", help="A policy written by `nanorepro braking train`."),
+    surfaces: list[str] = typer.Option(..., "--surface", help="A surface name or JSON (repeatable): "
+                                       '"snow", \'{"c1":1.2,"c2":25,"c3":0.5}\', a blend or a mid-stop change.'),
+    speeds: str = typer.Option("15,30,20", "--speeds", help="first,last,count of initial speeds (m/s)."),
+    seed: int = typer.Option(0, "--seed"),
+    abs_grid: str = ABS_GRID,
+) -> None:
+    """Stopping distance of the policy and of the tuned rule-based ABS in the simulator."""
+    import numpy as np
+
+    from nanorepro.braking.tools import evaluate
+    from nanorepro.envs.braking import parse_road
+
+    try:
+        first, last, count = (float(x) for x in speeds.split(","))
+    except ValueError:
+        raise UserError(f"bad --speeds {speeds!r}: expected first,last,count") from None
+    roads = [parse_road(spec) for spec in surfaces]
+    rows = evaluate(policy, roads, np.linspace(first, last, int(count)), seed, check_grid(abs_grid))
+    typer.echo(f"{'road':<36} {'policy (m)':>10} {'ABS (m)':>9} {'ratio':>7} {'lock':>6} {'ABS lock':>8}")
+    for r in rows:
+        typer.echo(f"{r['road']:<36} {r['policy_m']:>10.1f} {r['abs_m']:>9.1f} {r['ratio']:>7.3f} "
+                   f"{r['policy_lock']:>6.3f} {r['abs_lock']:>8.3f}")
+
+
 def _fail(message: str, code: int) -> None:
     # Plain print, not rich: a terminal-width wrap would split the one error line.
     print(f"nanorepro: error: {message}", file=sys.stderr)

@@ -70,6 +70,7 @@ SYSTEMS: tuple[System, ...] = (
 # module path -> attribute holding its Experiment; imported lazily (torch-heavy modules).
 _EXPERIMENT_MODULES: tuple[tuple[str, str], ...] = (
     ("nanorepro.imitation.cliff", "EXPERIMENT"),
+    ("nanorepro.braking.experiment", "EXPERIMENT"),
 )
 
 
