@@ -71,6 +71,7 @@ SYSTEMS: tuple[System, ...] = (
 _EXPERIMENT_MODULES: tuple[tuple[str, str], ...] = (
     ("nanorepro.imitation.cliff", "EXPERIMENT"),
     ("nanorepro.braking.experiment", "EXPERIMENT"),
+    ("nanorepro.lm.experiment", "EXPERIMENT"),
 )
 
 
