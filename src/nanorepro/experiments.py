@@ -72,6 +72,8 @@ _EXPERIMENT_MODULES: tuple[tuple[str, str], ...] = (
     ("nanorepro.imitation.cliff", "EXPERIMENT"),
     ("nanorepro.braking.experiment", "EXPERIMENT"),
     ("nanorepro.lm.experiment", "EXPERIMENT"),
+    ("nanorepro.llm_rl.experiment", "REVAL_EXPERIMENT"),
+    ("nanorepro.llm_rl.experiment", "START_EXPERIMENT"),
 )
 
 

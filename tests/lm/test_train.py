@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import subprocess
@@ -62,3 +63,18 @@ def test_torchrun_two_processes_match_one(tmp_path):
     one, two = ([p["ce"] for p in curves[n]] for n in (1, 2))
     assert one[-1] < one[0]
     assert np.allclose(one, two, rtol=2e-3), (one, two)
+
+
+def test_micro_run_loss_falls_in_bf16_autocast_and_nvfp4():
+    from nanorepro.lm.model import use_nvfp4
+    from nanorepro.nn.nvfp4 import NVFP4Recipe
+
+    for mode in ("bf16", "nvfp4"):
+        model, stream, cfg = micro(steps=40)
+        stream = np.tile(np.frombuffer(b"def f(x):\n    return x + 1\n", dtype=np.uint8).astype(np.uint16), 400)
+        if mode == "nvfp4":
+            use_nvfp4(model, NVFP4Recipe())
+        curve = train(model, stream, stream, dataclasses.replace(cfg, eval_every=10), seed=0,
+                      autocast_dtype=torch.bfloat16 if mode == "bf16" else None)["curve"]
+        losses = [p["ce"] for p in curve]
+        assert all(np.isfinite(losses)) and losses[-1] < 0.5 * losses[0], (mode, losses)

@@ -194,7 +194,8 @@ def tables(runs: list[Metrics]) -> list[Table]:
         cells = [f"{mean(n, road, 'distance'):.1f}" + ("" if n == "abs" else f" ({ratio_to(runs, n, road):.3f})")
                  for n in shown]
         rows.append([road + tag, *cells])
-    distance = Table(f"Stopping distance (m), mean of 20 speeds and {len(runs)} seeds; (ratio to the tuned ABS)",
+    distance = Table(f"Stopping distance (m), mean over initial speeds (eval_speeds) and {len(runs)} seeds "
+                     "(ratio to the tuned ABS)",
                      ["road", *(LABELS[n] for n in shown)], rows)
     keys = ("time", "lock_fraction", "deep_slip_fraction", "slip_error", "chatter")
     detail = Table("Held-out surfaces, mean over surfaces, stops and seeds",
@@ -226,10 +227,12 @@ def plot(runs: list[Metrics]) -> dict:
         axes[1].plot(tr["t"], tr["slip"], color=style, label=LABELS[name])
         axes[2].plot(tr["t"], tr["pressure"], color=style, label=LABELS[name])
         axes[3].plot(tr["t"], tr["command"], color=style, label=LABELS[name], lw=0.8)
-    for ax, title in zip(axes, ("speed (m/s)", "slip", "brake pressure (0-1)", "command (0-1)"), strict=True):
-        ax.set_title(f"{title}, dry concrete (held out), seed 0")
+    for ax, title in zip(axes, ("speed (m/s)", "slip (dashed: optimal)", "brake pressure (0-1)", "command (0-1)"),
+                         strict=True):
+        ax.set_title(title)
         ax.set_xlabel("time (s)")
         ax.grid(alpha=0.3)
+    fig.suptitle("One stop on dry concrete (held out) from about 25 m/s (trace_speed), seed 0")
     axes[1].axhline(SURFACES["dry_concrete"].peak()[0], color="grey", ls="--", lw=0.8)
     axes[0].legend(fontsize=7)
     figures["traces"] = fig

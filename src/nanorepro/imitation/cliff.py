@@ -379,6 +379,6 @@ EXPERIMENT = Experiment(
     checks=CHECKS,
     plot=plot,
     tables=tables,
-    threads=1,  # tables of a few hundred entries: one thread is faster (benchmarks/bench_threads.py)
+    threads=1,  # tables of a few hundred entries: one thread is faster (benchmarks/bench_cliff.py)
     device="cpu",
 )

@@ -1,0 +1,206 @@
+"""Causal LMs as RL policies: a character tokenizer, TinyGPT, adapters, cached sampling, log-probs.
+
+Every trainer here talks to a policy through two calls, so any causal LM fits:
+
+    start(ids (B, P)) -> (logits of the next token (B, V), state)     prefill the prompts
+    advance(next (B,), state) -> (logits (B, V), state)               one cached step
+
+plus ``forward(ids) -> logits (B, T, V)`` for training. ``TinyGPT`` implements them natively;
+``HFPolicy`` wraps a Hugging Face ``AutoModelForCausalLM`` (``past_key_values``) and
+``HybridPolicy`` nanorepro's hybrid Mamba-2/attention LM (its own cache).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nanorepro.nn.mlp import mlp
+
+
+class CharTokenizer:
+    """Characters of a fixed alphabet, plus PAD (0) and EOS (1)."""
+
+    PAD, EOS = 0, 1
+
+    def __init__(self, alphabet: str):
+        if len(set(alphabet)) != len(alphabet):
+            raise ValueError("alphabet has repeated characters")
+        self.alphabet = alphabet
+        self.index = {c: i + 2 for i, c in enumerate(alphabet)}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.alphabet) + 2
+
+    def encode(self, text: str) -> list[int]:
+        try:
+            return [self.index[c] for c in text]
+        except KeyError as exc:
+            raise ValueError(f"character {exc.args[0]!r} is not in the tokenizer's alphabet") from None
+
+    def decode(self, ids) -> str:
+        out = []
+        for i in ids:
+            i = int(i)
+            if i == self.EOS:
+                break
+            if i >= 2:
+                out.append(self.alphabet[i - 2])
+        return "".join(out)
+
+
+@dataclass(frozen=True)
+class TinyGPTConfig:
+    vocab_size: int
+    d_model: int = 128
+    layers: int = 4
+    heads: int = 4
+    max_len: int = 128
+
+
+class _Block(nn.Module):
+    def __init__(self, cfg: TinyGPTConfig):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.mlp = mlp(cfg.d_model, 4 * cfg.d_model, cfg.d_model, layers=1, activation=nn.GELU)
+        self.heads = cfg.heads
+
+    def forward(self, x: torch.Tensor, cache: list | None = None) -> torch.Tensor:
+        b, T, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
+        q, k, v = (t.view(b, T, self.heads, d // self.heads).transpose(1, 2) for t in (q, k, v))
+        past = 0
+        if cache is not None:
+            if cache:
+                past = cache[0].shape[2]
+                k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)
+            cache[:] = [k, v]
+        if past == 0:
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            mask = torch.arange(k.shape[2])[None, :] <= (past + torch.arange(T))[:, None]
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        x = x + self.proj(a.transpose(1, 2).reshape(b, T, d))
+        return x + self.mlp(self.ln2(x))
+
+
+class TinyGPT(nn.Module):
+    """A nanoGPT-style transformer with learned positions and a KV cache."""
+
+    def __init__(self, cfg: TinyGPTConfig):
+        super().__init__()
+        self.config = cfg
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos = nn.Embedding(cfg.max_len, cfg.d_model)
+        self.blocks = nn.ModuleList(_Block(cfg) for _ in range(cfg.layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear | nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def forward(self, ids: torch.Tensor, caches: list | None = None, start: int = 0) -> torch.Tensor:
+        T = ids.shape[1]
+        if start + T > self.config.max_len:
+            raise ValueError(f"sequence of {start + T} tokens exceeds max_len {self.config.max_len}")
+        x = self.tok(ids) + self.pos(torch.arange(start, start + T, device=ids.device))
+        for i, block in enumerate(self.blocks):
+            x = block(x, None if caches is None else caches[i])
+        return self.head(self.ln_f(x))
+
+    def start(self, ids: torch.Tensor):
+        caches = [[] for _ in self.blocks]
+        logits = self(ids, caches)
+        return logits[:, -1], {"caches": caches, "length": ids.shape[1]}
+
+    def advance(self, nxt: torch.Tensor, state: dict):
+        logits = self(nxt[:, None], state["caches"], state["length"])
+        state["length"] += 1
+        return logits[:, -1], state
+
+
+class HFPolicy(nn.Module):
+    """A Hugging Face causal LM behind the policy protocol (tiny local configs; nothing downloaded)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=ids, use_cache=False).logits
+
+    def start(self, ids: torch.Tensor):
+        out = self.model(input_ids=ids, use_cache=True)
+        return out.logits[:, -1], out.past_key_values
+
+    def advance(self, nxt: torch.Tensor, state):
+        out = self.model(input_ids=nxt[:, None], past_key_values=state, use_cache=True)
+        return out.logits[:, -1], out.past_key_values
+
+
+class HybridPolicy(nn.Module):
+    """nanorepro's hybrid LM (``nanorepro.lm.model.HybridLM``) behind the policy protocol."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model(ids)[0]
+
+    def start(self, ids: torch.Tensor):
+        cache = self.model.new_cache(ids.shape[0], ids.device, next(self.model.parameters()).dtype)
+        return self.model(ids, cache)[0][:, -1], cache
+
+    def advance(self, nxt: torch.Tensor, cache):
+        return self.model(nxt[:, None], cache)[0][:, -1], cache
+
+
+@torch.no_grad()
+def sample(policy: nn.Module, prompts: torch.Tensor, max_new: int, generator: torch.Generator,
+           temperature: float = 1.0, eos: int = CharTokenizer.EOS, pad: int = CharTokenizer.PAD) -> torch.Tensor:
+    """Completions (B, max_new): sampled at ``temperature`` (0: greedy) until EOS, then PAD."""
+    logits, state = policy.start(prompts)
+    out = torch.full((prompts.shape[0], max_new), pad, dtype=torch.long)
+    done = torch.zeros(prompts.shape[0], dtype=torch.bool)
+    for t in range(max_new):
+        if temperature == 0:
+            nxt = logits.argmax(-1)
+        else:
+            nxt = torch.multinomial(torch.softmax(logits.float() / temperature, -1), 1, generator=generator)[:, 0]
+        nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
+        out[:, t] = nxt
+        done |= nxt == eos
+        if done.all() or t == max_new - 1:
+            break
+        logits, state = policy.advance(nxt, state)
+    return out
+
+
+def completion_mask(completions: torch.Tensor, eos: int = CharTokenizer.EOS) -> torch.Tensor:
+    """1 for generated tokens up to and including the first EOS, 0 for the padding after it."""
+    is_eos = (completions == eos).int()
+    after = (torch.cumsum(is_eos, dim=1) - is_eos) > 0
+    return (~after).float()
+
+
+def completion_logits(policy: nn.Module, prompts: torch.Tensor, completions: torch.Tensor) -> torch.Tensor:
+    """Logits that predicted each completion token: (B, L, V), one forward over prompt + completion."""
+    ids = torch.cat([prompts, completions], dim=1)
+    logits = policy(ids[:, :-1])
+    return logits[:, prompts.shape[1] - 1 :]
+
+
+def token_logprobs(logits: torch.Tensor, completions: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(logits.float(), -1).gather(-1, completions.unsqueeze(-1)).squeeze(-1)
