@@ -21,4 +21,5 @@ if __name__ == "__main__":
     if dist.get_rank() == 0:
         with open(sys.argv[1], "w") as f:
             json.dump(result["curve"], f)
+    dist.barrier()  # every rank done before teardown (gloo can abort on an unsynchronised destroy)
     dist.destroy_process_group()

@@ -12,6 +12,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from nanorepro.llm_rl.grpo import GRPOConfig, grpo_update
@@ -107,10 +108,17 @@ def rl_train(policy: nn.Module, tok: CharTokenizer, train_problems: Callable[[np
 
     ``token_mask(batch) -> (N, L)`` restricts GRPO's loss to some tokens (START's phases).
     Returns the curve: generated samples, accuracy per split, malformed share, losses.
+
+    Under ``torchrun`` every rank samples its own prompts and completions and the updates run
+    inside ``DistributedDataParallel`` (gradients averaged), so N processes train on N times
+    the rollouts per iteration; ``samples`` counts the global number.
     """
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
-    learner = ReVal(policy, cfg.reval) if cfg.method == "reval" else None
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() \
+        else (0, 1)
+    rng = np.random.default_rng(seed + 1000 * rank)
+    gen = torch.Generator().manual_seed(seed + 1000 * rank)
+    trained = nn.parallel.DistributedDataParallel(policy) if world > 1 else policy
+    learner = ReVal(policy, cfg.reval, trained) if cfg.method == "reval" else None
     opt = torch.optim.Adam(policy.parameters(), lr=cfg.grpo.lr) if learner is None else None
     curve, samples = [], 0
 
@@ -124,12 +132,12 @@ def rl_train(policy: nn.Module, tok: CharTokenizer, train_problems: Callable[[np
     evaluate(0, {})
     for it in range(1, cfg.iterations + 1):
         batch = rollout(policy, tok, train_problems(rng, cfg.prompts_per_iter), reward, cfg.group, cfg.max_new, gen)
-        samples += len(batch["R"])
+        samples += len(batch["R"]) * world
         if learner is not None:
             stats = learner.update({k: batch[k] for k in ("prompts", "completions", "mask", "R")}, gen)
         else:
             mask = batch["mask"] * (token_mask(batch) if token_mask is not None else 1.0)
-            stats = grpo_update(policy, opt, batch["prompts"], batch["completions"], mask,
+            stats = grpo_update(trained, opt, batch["prompts"], batch["completions"], mask,
                                 batch["R"].view(-1, cfg.group), batch["old_logp"], cfg.grpo)
         stats["train_reward"] = batch["R"].mean().item()
         if it % cfg.eval_every == 0 or it == cfg.iterations:

@@ -98,10 +98,15 @@ class FIFOReplay:
 
 
 class ReVal:
-    """The learner: a frozen reference, an EMA target and a FIFO buffer around the policy."""
+    """The learner: a frozen reference, an EMA target and a FIFO buffer around the policy.
 
-    def __init__(self, policy: nn.Module, cfg: ReValConfig):
+    ``trained`` is the module whose forward the loss differentiates (the policy, or the
+    policy wrapped in DistributedDataParallel); it shares the policy's parameters.
+    """
+
+    def __init__(self, policy: nn.Module, cfg: ReValConfig, trained: nn.Module | None = None):
         self.policy, self.cfg = policy, cfg
+        self.trained = policy if trained is None else trained
         self.ref = copy.deepcopy(policy).requires_grad_(False).eval()
         self.target = copy.deepcopy(policy).requires_grad_(False).eval()
         self.buffer = FIFOReplay(cfg.buffer_batches)
@@ -113,7 +118,7 @@ class ReVal:
         self.buffer.add(batch)
         for _ in range(cfg.updates_per_batch):
             mb = self.buffer.sample(min(cfg.minibatch, len(self.buffer)), generator)
-            logits = completion_logits(self.policy, mb["prompts"], mb["completions"])
+            logits = completion_logits(self.trained, mb["prompts"], mb["completions"])
             with torch.no_grad():
                 ref = completion_logits(self.ref, mb["prompts"], mb["completions"])
                 tgt = completion_logits(self.target, mb["prompts"], mb["completions"])
