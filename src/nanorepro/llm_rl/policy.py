@@ -15,10 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from nanorepro.nn.mlp import mlp
+from nanorepro.nn.transformer import Block
 
 
 class CharTokenizer:
@@ -62,34 +61,6 @@ class TinyGPTConfig:
     max_len: int = 128
 
 
-class _Block(nn.Module):
-    def __init__(self, cfg: TinyGPTConfig):
-        super().__init__()
-        self.ln1, self.ln2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
-        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
-        self.mlp = mlp(cfg.d_model, 4 * cfg.d_model, cfg.d_model, layers=1, activation=nn.GELU)
-        self.heads = cfg.heads
-
-    def forward(self, x: torch.Tensor, cache: list | None = None) -> torch.Tensor:
-        b, T, d = x.shape
-        q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
-        q, k, v = (t.view(b, T, self.heads, d // self.heads).transpose(1, 2) for t in (q, k, v))
-        past = 0
-        if cache is not None:
-            if cache:
-                past = cache[0].shape[2]
-                k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)
-            cache[:] = [k, v]
-        if past == 0:
-            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
-            mask = torch.arange(k.shape[2])[None, :] <= (past + torch.arange(T))[:, None]
-            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        x = x + self.proj(a.transpose(1, 2).reshape(b, T, d))
-        return x + self.mlp(self.ln2(x))
-
-
 class TinyGPT(nn.Module):
     """A nanoGPT-style transformer with learned positions and a KV cache."""
 
@@ -98,7 +69,7 @@ class TinyGPT(nn.Module):
         self.config = cfg
         self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos = nn.Embedding(cfg.max_len, cfg.d_model)
-        self.blocks = nn.ModuleList(_Block(cfg) for _ in range(cfg.layers))
+        self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.heads) for _ in range(cfg.layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.apply(self._init)
