@@ -74,6 +74,7 @@ _EXPERIMENT_MODULES: tuple[tuple[str, str], ...] = (
     ("nanorepro.lm.experiment", "EXPERIMENT"),
     ("nanorepro.llm_rl.experiment", "REVAL_EXPERIMENT"),
     ("nanorepro.llm_rl.experiment", "START_EXPERIMENT"),
+    ("nanorepro.recsys.experiment", "SIGMA_EXPERIMENT"),
 )
 
 

@@ -91,7 +91,9 @@ def sigma_run(cfg: SigmaExperimentConfig, ctx: RunContext) -> Metrics:
                      {"beams": cfg.tiger_beams}),
         "id_only": (no_codes, base, grounded, {}),
     }
-    decodings = {"sigma_top1": {"beams": 1, "form": "std"}, "sigma_product": {"beams": cfg.beams, "form": "constant"},
+    # top-1 prefix: rank the one bucket by cosine (s = 1; std over a single beam is 0, a flat bucket)
+    decodings = {"sigma_top1": {"beams": 1, "form": "constant"},
+                 "sigma_product": {"beams": cfg.beams, "form": "constant"},
                  "sigma_entropy": {"beams": cfg.beams, "form": "entropy"}}
     vocab = Vocabulary(world.train.instruction)
     item_vectors = text_unit.numpy()  # diversity is measured on text, the same for every model
@@ -118,8 +120,8 @@ def sigma_run(cfg: SigmaExperimentConfig, ctx: RunContext) -> Metrics:
     per_example["pop"] = {k: torch.as_tensor(v) for k, v in pop.pop("per_example").items()}
     results["pop"] = pop
     bar.finish()
-    ci = {f"{a}-{b}": paired_bootstrap(per_example[a]["recall10"].numpy(), per_example[b]["recall10"].numpy(),
-                                       seed=ctx.seed)
+    ci = {f"{a}-{b}": list(paired_bootstrap(per_example[a]["recall10"].numpy(), per_example[b]["recall10"].numpy(),
+                                            seed=ctx.seed))
           for a, b in (("sigma", "sasrec_task"), ("sigma", "tiger"), ("sigma", "no_grounding"))}
     return {
         "results": results, "curves": curves, "ground_curve": ground_curve[:: max(1, len(ground_curve) // 100)],
@@ -245,5 +247,6 @@ SIGMA_EXPERIMENT = Experiment(
         "quick": Profile(SigmaExperimentConfig(n_items=1000, n_users=1000, epochs=4), seeds=1),
         "full": Profile(SigmaExperimentConfig(), seeds=3),
     },
+    # one thread (not measured yet): d = 64 matmuls are small and seeds can run side by side on 2 cores
     run=sigma_run, checks=SIGMA_CHECKS, plot=sigma_plot, tables=sigma_tables, threads=1, device="cpu",
 )

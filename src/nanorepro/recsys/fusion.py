@@ -6,7 +6,8 @@ over the items v_i whose semantic prefix is c^k, for the K best prefixes. The sh
 follows how peaked the prefix distribution is; its form is the least certain detail of the
 paper (our reconstruction keeps it pluggable):
 
-* ``"std"``: s = std(phi_1 .. phi_K) of the prefix log-probabilities (the summaries' form);
+* ``"std"``: s = std(phi_1 .. phi_K) of the prefix log-probabilities (the summaries' form;
+  with K = 1 it is 0 and the bucket is flat, so top-1 decoding uses ``"constant"``);
 * ``"constant"``: s = 1 (plain product fusion);
 * ``"entropy"``: s = log K - H(softmax(phi)), the prefix distribution's distance from uniform.
 
