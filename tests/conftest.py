@@ -9,3 +9,17 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the nanorepro CLI in-process: ``cli(*args) -> (exit code, stdout, stderr)``."""
+    from nanorepro.cli import main
+
+    def run(*args):
+        with pytest.raises(SystemExit) as exc:
+            main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return exc.value.code, out, err
+
+    return run

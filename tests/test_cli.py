@@ -4,15 +4,7 @@ import json
 
 import pytest
 
-from nanorepro.cli import main
 from nanorepro.report.store import load_result
-
-
-def cli(capsys, *args):
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
 
 
 @pytest.mark.parametrize(
@@ -31,9 +23,9 @@ def cli(capsys, *args):
         (["frobnicate"], "No such command"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, args, message):
+def test_bad_input_is_one_line_and_exit_2(cli, tmp_path, args, message):
     extra = ["--results", str(tmp_path)] if args[0] != "frobnicate" and len(args) > 1 else []
-    code, out, err = cli(capsys, *args, *extra)
+    code, out, err = cli(*args, *extra)
     assert code == 2
     assert message in err
     assert len(err.strip().splitlines()) == 1, err
@@ -45,15 +37,15 @@ def systems_without_experiments() -> int:
     return len({s.key for s in SYSTEMS} - {e.system for e in registry().values()})
 
 
-def test_list_names_every_system(capsys):
-    code, out, _ = cli(capsys, "list")
+def test_list_names_every_system(cli):
+    code, out, _ = cli("list")
     assert code == 0
     assert "dual_qdm_cliff" in out and "reinvbc" in out
     assert out.count("not implemented") == systems_without_experiments()
 
 
-def test_run_smoke_writes_a_valid_result(capsys, tmp_path):
-    code, out, _ = cli(capsys, "run", "dual_qdm_cliff", "--profile", "smoke", "--seed", "1", "--results", str(tmp_path))
+def test_run_smoke_writes_a_valid_result(cli, tmp_path):
+    code, out, _ = cli("run", "dual_qdm_cliff", "--profile", "smoke", "--seed", "1", "--results", str(tmp_path))
     assert code == 0
     result = load_result(tmp_path / "dual_qdm_cliff" / "smoke" / "seed1.json")
     assert result["seed"] == 1 and result["profile"] == "smoke" and result["overrides"] == []
@@ -67,8 +59,8 @@ def test_run_smoke_writes_a_valid_result(capsys, tmp_path):
         assert set(horizon["learners"]) == {"bc", "iq_e", "iq_m", "dqdm", "ail"}
 
 
-def test_overridden_runs_never_overwrite_profile_results(capsys, tmp_path):
-    code, out, _ = cli(capsys, "run", "dual_qdm_cliff", "--profile", "smoke", "--set", "q_steps=20",
+def test_overridden_runs_never_overwrite_profile_results(cli, tmp_path):
+    code, out, _ = cli("run", "dual_qdm_cliff", "--profile", "smoke", "--set", "q_steps=20",
                        "--set", "ail_steps=10", "--results", str(tmp_path))
     assert code == 0
     [path] = tmp_path.glob("dual_qdm_cliff/smoke-custom-*/seed0.json")
@@ -76,14 +68,14 @@ def test_overridden_runs_never_overwrite_profile_results(capsys, tmp_path):
     assert not (tmp_path / "dual_qdm_cliff" / "smoke").exists()
 
 
-def test_reproduce_skips_finished_runs_and_renders_the_report(capsys, tmp_path):
+def test_reproduce_skips_finished_runs_and_renders_the_report(cli, tmp_path):
     results, reports = tmp_path / "results", tmp_path / "reports"
     args = ["reproduce", "--profile", "smoke", "--only", "dual_qdm_cliff", "--results", str(results), "--reports",
             str(reports)]
-    code, _, err = cli(capsys, *args)
+    code, _, err = cli(*args)
     assert code == 0
     first = (results / "dual_qdm_cliff" / "smoke" / "seed0.json").read_text()
-    code, _, err = cli(capsys, *args)
+    code, _, err = cli(*args)
     assert code == 0 and err.count("up to date") == 2
     assert (results / "dual_qdm_cliff" / "smoke" / "seed0.json").read_text() == first
     summary = (reports / "summary.md").read_text()
@@ -94,10 +86,10 @@ def test_reproduce_skips_finished_runs_and_renders_the_report(capsys, tmp_path):
     assert "data:image/png;base64," in html and "src=\"http" not in html  # self-contained
 
 
-def test_malformed_result_file_is_reported_by_name(capsys, tmp_path):
+def test_malformed_result_file_is_reported_by_name(cli, tmp_path):
     bad = tmp_path / "dual_qdm_cliff" / "smoke" / "seed0.json"
     bad.parent.mkdir(parents=True)
     bad.write_text(json.dumps({"schema": 1, "experiment": "dual_qdm_cliff"}))
-    code, _, err = cli(capsys, "report", "--profile", "smoke", "--results", str(tmp_path), "--reports",
+    code, _, err = cli("report", "--profile", "smoke", "--results", str(tmp_path), "--reports",
                        str(tmp_path / "rep"))
     assert code == 2 and "seed0.json: missing field" in err

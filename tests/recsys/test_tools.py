@@ -1,6 +1,4 @@
-import pytest
 
-from nanorepro.cli import main
 from nanorepro.recsys.data import WorldConfig, make_world
 
 
@@ -17,21 +15,15 @@ def write_atomic(tmp_path, n_users=60):
     return inter, item, world
 
 
-def run_cli(capsys, *args):
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
-
-def test_train_then_recommend_on_atomic_files(tmp_path, capsys):
+def test_train_then_recommend_on_atomic_files(tmp_path, cli):
     inter, item, world = write_atomic(tmp_path)
     model = tmp_path / "model.safetensors"
-    code, out, _ = run_cli(capsys, "recsys", "train", "--inter", str(inter), "--item", str(item), "--out", str(model),
+    code, out, _ = cli("recsys", "train", "--inter", str(inter), "--item", str(item), "--out", str(model),
                            "--set", "epochs=1", "--set", "ground_steps=10", "--set", "bpr_epochs=1",
                            "--set", "prefix_codes=8", "--set", "d_model=16")
     assert code == 0 and model.exists() and "with item text" in out
-    code, out, _ = run_cli(capsys, "recsys", "recommend", "--model", str(model), "--inter", str(inter), "--user", "u3",
+    code, out, _ = cli("recsys", "recommend", "--model", str(model), "--inter", str(inter), "--user", "u3",
                            "--k", "5")
     assert code == 0
     rows = out.strip().splitlines()
@@ -40,11 +32,11 @@ def test_train_then_recommend_on_atomic_files(tmp_path, capsys):
     assert all(row.split()[1] not in history for row in rows)  # history items are never recommended
 
 
-def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
+def test_bad_inputs_are_one_line_errors(tmp_path, cli):
     inter, _, _ = write_atomic(tmp_path, n_users=5)
-    code, _, err = run_cli(capsys, "recsys", "train", "--inter", str(inter))
+    code, _, err = cli("recsys", "train", "--inter", str(inter))
     assert code == 2 and "need at least 64" in err and len(err.strip().splitlines()) == 1
     fake = tmp_path / "fake.safetensors"
     fake.write_bytes(b"not a model")
-    code, _, err = run_cli(capsys, "recsys", "recommend", "--model", str(fake), "--inter", str(inter), "--user", "u1")
+    code, _, err = cli("recsys", "recommend", "--model", str(fake), "--inter", str(inter), "--user", "u1")
     assert code == 2 and err.startswith("nanorepro: error:")
