@@ -85,6 +85,12 @@ def test_grasp_carry_release():
     assert np.linalg.norm(sim.objects[0, 0] - (0.15, 0.15)) < 0.02  # released objects stay
 
 
+def test_an_open_gripper_passes_over_objects():
+    sim = scene([Task("gather")], [(0.5, 0.5), (0.2, 0.2), (0.2, 0.8)], [0, 1, 2], gripper=(0.3, 0.5))
+    hold(sim, (0.7, 0.5, 0.0), 30)
+    np.testing.assert_allclose(sim.objects[0, 0], (0.5, 0.5))
+
+
 def test_closing_out_of_reach_grasps_nothing():
     sim = scene([Task("gather")], [(0.8, 0.8), (0.2, 0.2), (0.2, 0.8)], [0, 1, 2], gripper=(0.5, 0.5))
     sim.step(np.array([[0.5, 0.5, 1.0]]))
@@ -93,7 +99,7 @@ def test_closing_out_of_reach_grasps_nothing():
 
 def test_pushing_moves_balls_and_objects_never_overlap_or_leave_the_table():
     sim = scene([Task("gather")], [(0.5, 0.5), (0.62, 0.5), (0.95, 0.5)], [0, 1, 2], gripper=(0.3, 0.5))
-    hold(sim, (0.9, 0.5, 0.0), 40)
+    hold(sim, (0.9, 0.5, 1.0), 40)         # closed out of reach: grasps nothing, pushes
     r = sim.cfg.object_radius
     pos = sim.objects[0, :3]
     assert pos[0, 0] > 0.6                 # pushed along

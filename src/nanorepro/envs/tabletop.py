@@ -3,9 +3,10 @@
 A point gripper (x, y, grip) in the unit square tracks **absolute waypoints** through a
 velocity- and acceleration-limited PD controller (slightly under-damped): spreading
 waypoints further apart really speeds motion up, and large jumps overshoot near contacts.
-3–5 coloured balls and blocks are pushed kinematically (the gripper shoves what it
-overlaps, objects separate pairwise, walls contain them) or grasped (closing within reach
-attaches the nearest object; opening releases it). Four corner zones are targets.
+3–5 coloured balls and blocks are pushed kinematically (a closed, empty gripper shoves
+what it runs into; an open one passes over objects; objects separate pairwise, walls
+contain them) or grasped (closing within reach attaches the nearest object; opening
+releases it). Four corner zones are targets.
 
 Observations: a low-dimensional state and two rendered RGB views — a top-down **head**
 view of the whole table and a gripper-centred **wrist** view (a 0.4 × 0.4 window) — plus
@@ -124,7 +125,7 @@ class TabletopConfig:
     gripper_radius: float = 0.04
     object_radius: float = 0.05  # balls; blocks have this half-side
     grasp_reach: float = 0.06
-    max_steps: int = 100
+    max_steps: int = 300          # demonstrations of the novel tasks take up to ~300 steps
 
     def validate(self) -> None:
         if not 8 <= self.view_size <= 256:
@@ -232,8 +233,9 @@ class Tabletop:
         self.grip = close
 
     def _contacts(self) -> None:
-        """Held objects follow the gripper; a gripper moving into an object shoves it out of the way;
-        objects separate pairwise and stay on the table (4 rounds of separate-then-clip)."""
+        """Held objects follow the gripper; a closed, empty gripper moving into an object shoves it out of the
+        way (an open one passes over objects, so it can grasp them); objects separate pairwise and stay on
+        the table (4 rounds of separate-then-clip)."""
         rows = np.arange(self.B)
         holding = self.held >= 0
         self.objects[rows[holding], self.held[holding]] = self.gripper[holding]
@@ -243,7 +245,7 @@ class Tabletop:
         offset = self.objects - self.gripper[:, None]
         dist = np.linalg.norm(offset, axis=-1)
         approaching = (offset * self.velocity[:, None]).sum(-1) > 0  # contact only pushes (a release never drags)
-        hit = free & (dist < r + rg) & approaching & ~holding[:, None]
+        hit = free & (dist < r + rg) & approaching & (self.grip & ~holding)[:, None]
         if hit.any():
             normal = offset / np.maximum(dist, 1e-9)[..., None]
             self.objects = np.where(hit[..., None], self.gripper[:, None] + normal * (r + rg), self.objects)
