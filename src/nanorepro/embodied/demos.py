@@ -17,6 +17,7 @@ compressed ``.npz`` with these arrays (``load_demos`` checks every one):
 | head, wrist | (N, P, P, 3) uint8 | the two views before the action |
 | action | (N, 3) float32 | the waypoint (x, y, grip) |
 | precise | (N,) bool | the planner's label |
+| solved | (N,) bool | the task is solved after the step's action |
 | episode | (N,) int32 | episode index, 0..E-1, non-decreasing |
 | instruction | (E, 12) int64 | word ids of each episode's instruction |
 | success | (E,) bool | whether the episode ended solved |
@@ -127,8 +128,7 @@ def make_demos(tasks: list[Task], seed: int, horizon: int = 8, config: TabletopC
     plans = [plan(sim, b) for b in range(len(tasks))]
     limit = max_steps or config.max_steps
     length = np.array([min(len(p), limit) for p in plans])
-    rows: dict[str, list] = {k: [] for k in ("state", "head", "wrist", "action", "precise", "episode")}
-    done = np.zeros(len(tasks), bool)
+    rows: dict[str, list] = {k: [] for k in ("state", "head", "wrist", "action", "precise", "solved", "episode")}
     for t in range(int(length.max())):
         act = np.array([[p[min(t, len(p) - 1)].x, p[min(t, len(p) - 1)].y, p[min(t, len(p) - 1)].grip]
                         for p in plans])
@@ -140,11 +140,12 @@ def make_demos(tasks: list[Task], seed: int, horizon: int = 8, config: TabletopC
         rows["precise"].append(np.array([plans[b][t].precise for b in live]))
         rows["episode"].append(live.astype(np.int32))
         obs, success = sim.step(act)
-        done |= success & (t + 1 == length)
+        rows["solved"].append(success[live])
     order = np.argsort(np.concatenate(rows["episode"]), kind="stable")  # group by episode, in time order
     data = {k: np.concatenate(v)[order] for k, v in rows.items()}
     data["instruction"] = obs["instruction"]
-    data["success"] = sim.success()
+    ends = np.searchsorted(data["episode"], np.arange(len(tasks)), side="right") - 1
+    data["success"] = data["solved"][ends]   # solved after the episode's last step
     data["chunk"] = np.array(horizon)
     return data
 
@@ -158,7 +159,8 @@ def save_demos(path: str | Path, data: dict[str, np.ndarray]) -> Path:
 
 
 _SPEC = {  # key: (dtype kind, shape after the first axis; None: checked separately below)
-    "state": ("f", (STATE_DIM,)), "action": ("f", (3,)), "precise": ("b", ()), "episode": ("i", ()),
+    "state": ("f", (STATE_DIM,)), "action": ("f", (3,)), "precise": ("b", ()), "solved": ("b", ()),
+    "episode": ("i", ()),
     "head": ("u", None), "wrist": ("u", None), "instruction": ("i", (MAX_WORDS,)), "success": ("b", ()),
     "chunk": ("i", None),
 }
@@ -184,7 +186,7 @@ def load_demos(path: str | Path) -> dict[str, np.ndarray]:
             expected = ", ".join(map(str, ("n", *trailing)))
             raise UserError(f"{path}: '{key}' has shape {data[key].shape}, expected ({expected})")
     n = len(data["state"])
-    for key in ("head", "wrist", "action", "precise", "episode"):
+    for key in ("head", "wrist", "action", "precise", "solved", "episode"):
         if len(data[key]) != n:
             raise UserError(f"{path}: '{key}' has {len(data[key])} rows, 'state' has {n}")
     if data["head"].ndim != 4 or data["head"].shape[1:] != data["wrist"].shape[1:] or data["head"].shape[3] != 3:
