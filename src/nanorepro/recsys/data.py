@@ -99,10 +99,6 @@ class Catalogue:
     def n_items(self) -> int:
         return len(self.leaf)
 
-    @property
-    def top(self) -> np.ndarray:
-        return self.leaf // N_LEAVES_PER_TOP
-
     def longtail(self, quantile: float = 0.8) -> np.ndarray:
         """Boolean mask of the least popular ``quantile`` of items."""
         order = np.argsort(-self.popularity, kind="stable")

@@ -99,8 +99,3 @@ def dedup_digit(codes: torch.Tensor) -> torch.Tensor:
     group_start = torch.cummax(torch.where(starts, position, torch.zeros_like(position)), 0).values
     digit[order] = position - group_start
     return torch.cat([codes, digit[:, None]], 1)
-
-
-def buckets(prefix: torch.Tensor, n_codes: int) -> list[torch.Tensor]:
-    """Items of each first-level prefix code (hybrid tokens with one semantic level)."""
-    return [torch.nonzero(prefix == c).squeeze(1) for c in range(n_codes)]
