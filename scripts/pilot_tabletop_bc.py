@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -24,6 +25,9 @@ def main() -> None:
     parser.add_argument("--demos", type=int, default=300)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--loss", default="l1")
+    parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=3e-4)
     args = parser.parse_args()
     torch.set_num_threads(1)
     rng = np.random.default_rng(args.seed)
@@ -33,15 +37,17 @@ def main() -> None:
     print(f"{args.demos} demonstrations, {data['success'].mean():.0%} solved, {len(data['state'])} steps "
           f"({time.time() - t0:.0f} s)")
     torch.manual_seed(args.seed)
-    policy = ChunkPolicy(PolicyConfig())
+    policy = ChunkPolicy(PolicyConfig(loss=args.loss, channels=args.channels))
     t0 = time.time()
-    curve = train_bc(policy, data, args.steps, batch_size=64, lr=3e-4, seed=args.seed)
+    curve = train_bc(policy, data, args.steps, batch_size=64, lr=args.lr, seed=args.seed)
     print(f"BC: loss {np.mean(curve[:20]):.1f} -> {np.mean(curve[-50:]):.1f} ({time.time() - t0:.0f} s)")
-    for split in ("train", "unseen"):
-        split_rng = np.random.default_rng(args.seed + 5)
-        evaluation = [sample_task(split, split_rng) for _ in range(60)]
-        solved = evaluate(policy, evaluation, seed=args.seed + 7, max_steps=200)
-        print(f"{split}: {solved.sum()}/{len(solved)} solved")
+    for execute in (8, 4):
+        policy.cfg = replace(policy.cfg, execute=execute)
+        for split in ("train", "unseen"):
+            split_rng = np.random.default_rng(args.seed + 5)
+            evaluation = [sample_task(split, split_rng) for _ in range(60)]
+            solved = evaluate(policy, evaluation, seed=args.seed + 7, max_steps=200)
+            print(f"execute {execute}, {split}: {solved.sum()}/{len(solved)} solved")
 
 
 if __name__ == "__main__":

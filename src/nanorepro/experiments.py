@@ -65,6 +65,12 @@ SYSTEMS: tuple[System, ...] = (
            "Reusing a 2D MLLM for 3D volumes with a text-guided hierarchical MoE and two-stage training beats "
            "existing 3D medical MLLMs on report generation and VQA.",
            "nanorepro.med3d"),
+    System("tabletop", "Tabletop (shared ground)", "Our suite for VLGOR, VLA-MBPO and SuP (no paper): an ACT-style "
+           "chunked policy and the chunk-level world models VLA-MBPO uses",
+           "A chunked policy cloned from limited demonstrations reaches a middling success to improve on, and "
+           "chunk-level world models score real chunks' success; decoding the wrist view after the head view "
+           "keeps the two views consistent.",
+           "nanorepro.embodied"),
 )
 
 # module path -> attribute holding its Experiment; imported lazily (torch-heavy modules).
@@ -75,6 +81,7 @@ _EXPERIMENT_MODULES: tuple[tuple[str, str], ...] = (
     ("nanorepro.llm_rl.experiment", "REVAL_EXPERIMENT"),
     ("nanorepro.llm_rl.experiment", "START_EXPERIMENT"),
     ("nanorepro.recsys.experiment", "SIGMA_EXPERIMENT"),
+    ("nanorepro.embodied.experiment", "EXPERIMENT"),
 )
 
 

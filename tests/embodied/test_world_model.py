@@ -4,7 +4,7 @@ import torch
 
 from nanorepro.embodied.demos import make_demos
 from nanorepro.embodied.world_model import StateWorldModel, WorldModelConfig, auroc, chunk_transitions
-from nanorepro.envs.tabletop import Task, sample_task
+from nanorepro.envs.tabletop import MAX_WORDS, Task, sample_task
 from nanorepro.rl.ensemble import EnsembleConfig
 
 
@@ -19,8 +19,8 @@ def test_auroc_by_hand():
 
 def test_chunk_transitions_stay_inside_episodes():
     data = {"state": np.arange(7, dtype=np.float32)[:, None], "action": np.arange(7, dtype=np.float32)[:, None]
-            .repeat(3, 1), "episode": np.array([0, 0, 0, 0, 1, 1, 1]), "instruction": np.zeros((2, 12), np.int64),
-            "solved": np.array([0, 0, 1, 1, 0, 0, 1], bool)}
+            .repeat(3, 1), "episode": np.array([0, 0, 0, 0, 1, 1, 1]),
+            "instruction": np.zeros((2, MAX_WORDS), np.int64), "solved": np.array([0, 0, 1, 1, 0, 0, 1], bool)}
     t = chunk_transitions(data, horizon=2)
     assert t["state"][:, 0].tolist() == [0, 1, 4]
     assert t["delta"][:, 0].tolist() == [2, 2, 2]

@@ -172,10 +172,18 @@ def test_splits_and_instructions():
 
 def test_tokenizer():
     ids = tokenize("push the red ball left of the blue ball")
-    assert ids.shape == (MAX_WORDS,) and ids[9:].tolist() == [PAD] * 3
+    assert ids.shape == (MAX_WORDS,) and ids[9:].tolist() == [PAD] * (MAX_WORDS - 9)
     assert ids[0] == VOCAB["push"] and tokenize("push the teal ball")[2] == UNK
-    with pytest.raises(UserError, match="at most 12"):
-        tokenize(" ".join(["ball"] * 13))
+    with pytest.raises(UserError, match=f"at most {MAX_WORDS}"):
+        tokenize(" ".join(["ball"] * (MAX_WORDS + 1)))
+
+
+def test_every_instruction_of_every_split_fits_and_has_no_unknown_word():
+    rng = np.random.default_rng(0)
+    for split in ("train", "unseen", "paraphrase", "novel"):
+        for _ in range(300):
+            ids = tokenize(sample_task(split, rng).text)
+            assert UNK not in ids.tolist()
 
 
 def test_bad_config_and_actions():

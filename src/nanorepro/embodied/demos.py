@@ -19,7 +19,7 @@ compressed ``.npz`` with these arrays (``load_demos`` checks every one):
 | precise | (N,) bool | the planner's label |
 | solved | (N,) bool | the task is solved after the step's action |
 | episode | (N,) int32 | episode index, 0..E-1, non-decreasing |
-| instruction | (E, 12) int64 | word ids of each episode's instruction |
+| instruction | (E, 16) int64 | word ids of each episode's instruction |
 | success | (E,) bool | whether the episode ended solved |
 | chunk | () int64 | H, the chunk length the data was made for |
 """

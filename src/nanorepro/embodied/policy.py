@@ -1,12 +1,17 @@
-"""A small ACT-style chunked policy: both views + instruction + gripper state -> a Gaussian over H waypoints.
+"""A small ACT-style chunked policy: both views + instruction + gripper -> the next H waypoints.
 
-Our laptop-scale stand-in for a VLA: a CNN per view (three stride-2 convolutions), the
-instruction's word embeddings with learned positions flattened in order (word order
-matters: "red left of blue" is not "blue left of red"), the gripper's proprioception
-(x, y, grip, velocity); an MLP maps their concatenation to the mean and log-std of the
-next H waypoints. Trained by behaviour cloning (Gaussian negative log-likelihood of the
-demonstrated chunk, which starts at every step of every demonstration); executed open
-loop chunk by chunk, grip > 0.5 closes.
+Our laptop-scale stand-in for a VLA (our reconstruction, not ACT's transformer): per view,
+a CNN on the image plus two coordinate channels (CoordConv), FiLM-conditioned on the
+instruction (RT-1 / BC-Z), ends in a **spatial softmax** (each feature map -> the expected
+(x, y) of its activation: keypoints, Levine et al. 2016) next to pooled features; the
+instruction's word embeddings with learned positions (word order matters: "red left of
+blue" is not "blue left of red"); the gripper's x, y and grip — not its velocity, which BC
+would copy (the copycat problem: from rest it never starts). An MLP outputs H waypoints
+relative to the gripper, their log-std, and grip logits. Behaviour cloning on the
+demonstrated chunk starting at every step: ACT's L1 loss on positions (``loss="l1"``,
+default; the log-std is fitted to the detached residual) or the Gaussian NLL
+(``loss="nll"``), plus the grip's binary cross-entropy. Executed chunk by chunk: the first
+``execute`` waypoints of each predicted chunk run open loop (default all H).
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nanorepro.common.errors import UserError
 from nanorepro.envs.tabletop import MAX_WORDS, VOCAB, Tabletop, TabletopConfig, Task
 from nanorepro.nn.mlp import mlp
 
-PROPRIO = 5  # gripper x, y, grip, vx, vy: the first entries of the state
+PROPRIO = 3  # gripper x, y, grip (not its velocity: BC copies it, the copycat problem): first state entries
+STATE_DIM = 30
 
 
 @dataclass(frozen=True)
@@ -33,49 +40,101 @@ class PolicyConfig:
     hidden: int = 256
     min_log_std: float = -5.0
     max_log_std: float = 1.0
+    loss: str = "l1"             # "l1" (ACT) or "nll"
+    execute: int = 0             # waypoints run per predicted chunk; 0 = the whole chunk
+    offset_scale: float = 0.1    # waypoints = gripper + offset_scale x network output
+    privileged_state: bool = False  # also read the full simulator state (object poses): a diagnostic upper bound
+
+
+def spatial_softmax(features_BCHW: torch.Tensor) -> torch.Tensor:
+    """(B, 2C): per channel, the softmax-weighted mean (x, y) in [-1, 1] of its feature map."""
+    B, C, H, W = features_BCHW.shape
+    attention = features_BCHW.flatten(2).softmax(-1).view(B, C, H, W)
+    xs = torch.linspace(-1, 1, W, device=features_BCHW.device)
+    ys = torch.linspace(-1, 1, H, device=features_BCHW.device)
+    return torch.cat([(attention.sum(2) * xs).sum(-1), (attention.sum(3) * ys).sum(-1)], 1)
 
 
 class ViewEncoder(nn.Module):
-    def __init__(self, size: int, channels: int, out: int):
+    """CoordConv CNN (stride 2 once), FiLM-conditioned on the instruction (per-channel scale and shift of
+    each hidden layer, as in RT-1 / BC-Z), ending in spatial-softmax keypoints + mean-pooled features."""
+
+    def __init__(self, size: int, channels: int, out: int, condition: int):
         super().__init__()
         c = channels
-        self.conv = nn.Sequential(nn.Conv2d(3, c // 2, 3, 2, 1), nn.ReLU(), nn.Conv2d(c // 2, c, 3, 2, 1), nn.ReLU(),
-                                  nn.Conv2d(c, c, 3, 2, 1), nn.ReLU(), nn.Flatten())
-        self.proj = nn.Linear(c * (-(-size // 8)) ** 2, out)
+        grid = torch.linspace(-1, 1, size)
+        self.register_buffer("coords", torch.stack(torch.meshgrid(grid, grid, indexing="xy"))[None], persistent=False)
+        self.convs = nn.ModuleList([nn.Conv2d(5, c, 3, 1, 1), nn.Conv2d(c, c, 3, 2, 1), nn.Conv2d(c, c, 3, 1, 1)])
+        self.keypoints = nn.Conv2d(c, c, 3, 1, 1)
+        self.film = nn.Linear(condition, 2 * c * len(self.convs))
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+        self.proj = nn.Linear(3 * c, out)
 
-    def forward(self, images_BHWC: torch.Tensor) -> torch.Tensor:
+    def forward(self, images_BHWC: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         x = images_BHWC.permute(0, 3, 1, 2).float() / 255.0
-        return self.proj(self.conv(x))
+        x = torch.cat([x, self.coords.expand(len(x), -1, -1, -1)], 1)
+        film = self.film(condition).view(len(x), len(self.convs), 2, -1, 1, 1)
+        for i, conv in enumerate(self.convs):
+            x = F.relu(conv(x) * (1 + film[:, i, 0]) + film[:, i, 1])
+        maps = self.keypoints(x)
+        return F.relu(self.proj(torch.cat([spatial_softmax(maps), F.relu(maps).mean((2, 3))], 1)))
 
 
 class ChunkPolicy(nn.Module):
     def __init__(self, cfg: PolicyConfig = PolicyConfig()):
         super().__init__()
+        if cfg.loss not in ("l1", "nll"):
+            raise UserError(f"policy loss must be 'l1' or 'nll', got {cfg.loss!r}")
+        if not 0 <= cfg.execute <= cfg.horizon:
+            raise UserError(f"policy execute must be in [0, horizon={cfg.horizon}], got {cfg.execute}")
         self.cfg = cfg
         d = cfg.hidden // 2
-        self.head = ViewEncoder(cfg.view_size, cfg.channels, d)
-        self.wrist = ViewEncoder(cfg.view_size, cfg.channels, d)
+        self.head = ViewEncoder(cfg.view_size, cfg.channels, d, MAX_WORDS * cfg.word_dim)
+        self.wrist = ViewEncoder(cfg.view_size, cfg.channels, d, MAX_WORDS * cfg.word_dim)
         self.words = nn.Embedding(len(VOCAB) + 2, cfg.word_dim)
         self.word_pos = nn.Parameter(torch.zeros(MAX_WORDS, cfg.word_dim))
-        self.out = mlp(2 * d + MAX_WORDS * cfg.word_dim + PROPRIO, cfg.hidden, 2 * cfg.horizon * 3, layers=2)
+        self.state_dim = STATE_DIM if cfg.privileged_state else PROPRIO
+        self.out = mlp(2 * d + MAX_WORDS * cfg.word_dim + self.state_dim, cfg.hidden, 5 * cfg.horizon, layers=2)
 
-    def forward(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean, log_std), each (B, H, 3)."""
+    def forward(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(waypoints (B, H, 2), their log-std (B, H, 2), grip logits (B, H)).
+
+        Waypoints are parameterised relative to the gripper (gripper + ``offset_scale`` x
+        output): a chunk spans only ~0.2 of the table, and absolute regression errors of a
+        few hundredths swamp the motion it encodes (the policy then stalls).
+        """
         words = (self.words(obs["instruction"]) + self.word_pos).flatten(1)
-        features = torch.cat([self.head(obs["head"]), self.wrist(obs["wrist"]), words,
-                              obs["state"][:, :PROPRIO]], 1)
-        mean, log_std = self.out(features).view(-1, 2, self.cfg.horizon, 3).unbind(1)
-        return mean, log_std.clamp(self.cfg.min_log_std, self.cfg.max_log_std)
+        features = torch.cat([self.head(obs["head"], words), self.wrist(obs["wrist"], words), words,
+                              obs["state"][:, :self.state_dim]], 1)
+        H = self.cfg.horizon
+        out = self.out(features)
+        offset, log_std = out[:, : 4 * H].view(-1, 2, H, 2).unbind(1)
+        waypoints = obs["state"][:, None, :2] + self.cfg.offset_scale * offset
+        return waypoints, log_std.clamp(self.cfg.min_log_std, self.cfg.max_log_std), out[:, 4 * H:]
 
     def loss(self, obs: dict[str, torch.Tensor], chunk: torch.Tensor) -> torch.Tensor:
-        """Gaussian NLL of the demonstrated chunk (B, H, 3), summed over the chunk, mean over the batch."""
-        mean, log_std = self(obs)
-        return (0.5 * ((chunk - mean) / log_std.exp()) ** 2 + log_std).sum((1, 2)).mean()
+        """BC loss of the demonstrated chunk (B, H, 3), summed over the chunk, mean over the batch.
+
+        Positions, in units of ``offset_scale``: ``l1`` is |chunk - mean| (ACT) plus the
+        Gaussian NLL of the detached residual for the log-std (so the std estimates the error
+        without steering the mean); ``nll`` is the Gaussian negative log-likelihood. The grip
+        is a Bernoulli: binary cross-entropy.
+        """
+        waypoints, log_std, grip_logits = self(obs)
+        z = (chunk[..., :2] - waypoints) / self.cfg.offset_scale
+        if self.cfg.loss == "nll":
+            position = 0.5 * (z / log_std.exp()) ** 2 + log_std
+        else:
+            position = z.abs() + 1e-2 * (0.5 * (z.detach() / log_std.exp()) ** 2 + log_std)
+        grip = F.binary_cross_entropy_with_logits(grip_logits, chunk[..., 2], reduction="none")
+        return position.sum((1, 2)).mean() + grip.sum(1).mean()
 
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        mean, _ = self(as_tensors(obs))
-        return mean.clamp(0.0, 1.0).numpy()
+        """(B, H, 3) waypoints: position clamped to the table, grip probability."""
+        waypoints, _, grip_logits = self(as_tensors(obs))
+        return torch.cat([waypoints.clamp(0.0, 1.0), grip_logits.sigmoid()[..., None]], -1).numpy()
 
 
 def as_tensors(obs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -97,12 +156,15 @@ def demo_tensors(data: dict[str, np.ndarray], horizon: int) -> tuple[dict[str, t
     return obs, torch.as_tensor(chunk_targets(data["action"], data["episode"], horizon))
 
 
-def train_bc(policy: ChunkPolicy, data: dict[str, np.ndarray], steps: int, batch_size: int = 64, lr: float = 3e-4,
+def train_bc(policy: ChunkPolicy, data: dict[str, np.ndarray], steps: int, batch_size: int = 64, lr: float = 1e-3,
              seed: int = 0, on_step=None) -> list[float]:
-    """Behaviour cloning on demonstration arrays (``demos.load_demos`` format); returns the loss curve."""
+    """Behaviour cloning on demonstration arrays (``demos.load_demos`` format), AdamW with a cosine-decayed
+    learning rate; returns the loss curve."""
     gen = torch.Generator().manual_seed(seed)
     obs, targets = demo_tensors(data, policy.cfg.horizon)
     opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
+    policy.train()
     curve = []
     for step in range(steps):
         batch = torch.randint(len(targets), (batch_size,), generator=gen)
@@ -110,34 +172,66 @@ def train_bc(policy: ChunkPolicy, data: dict[str, np.ndarray], steps: int, batch
         opt.zero_grad()
         loss.backward()
         opt.step()
+        schedule.step()
         curve.append(loss.item())
         if on_step:
             on_step(step)
     return curve
 
 
-def evaluate(policy: ChunkPolicy, tasks: list[Task], seed: int, max_steps: int = 300,
-             config: TabletopConfig | None = None) -> np.ndarray:
-    """Success of each task when the policy runs chunk by chunk (open loop within a chunk)."""
+def rollout(policy: ChunkPolicy, tasks: list[Task], seed: int, max_steps: int = 300,
+            config: TabletopConfig | None = None, record: bool = False) -> dict[str, np.ndarray]:
+    """Run the policy chunk by chunk (open loop for ``cfg.execute`` waypoints) in the real suite.
+
+    Returns ``success`` (per task) and, with ``record``, the real chunk transitions of the
+    scenes still unsolved at each chunk's start: state/head/wrist before and after, the
+    executed waypoints (padded with the last to H), the instruction and ``solved`` after the
+    chunk (the data a world model's success head is scored on).
+    """
     config = config or TabletopConfig(view_size=policy.cfg.view_size)
     sim = Tabletop(len(tasks), config)
     obs = sim.reset(tasks, np.random.default_rng(seed))
     solved = np.zeros(len(tasks), bool)
+    H = policy.cfg.horizon
+    execute = policy.cfg.execute or H
+    rows: dict[str, list] = {k: [] for k in ("state", "head", "wrist", "instruction", "chunk", "next_state",
+                                             "next_head", "next_wrist", "solved")}
     policy.eval()
-    for _ in range(-(-max_steps // policy.cfg.horizon)):
+    for _ in range(-(-max_steps // execute)):
         chunk = policy.act(obs)
-        for h in range(policy.cfg.horizon):
+        live = np.flatnonzero(~solved)
+        start = {k: obs[k][live] for k in ("state", "head", "wrist", "instruction")}
+        for h in range(execute):
             waypoint = np.where(solved[:, None], np.concatenate([sim.gripper, sim.grip[:, None]], 1), chunk[:, h])
             obs, success = sim.step(np.concatenate([waypoint[:, :2], (waypoint[:, 2:] > 0.5)], 1))
             solved |= success
+        if record:
+            for k, v in start.items():
+                rows[k].append(v)
+            executed = np.concatenate([chunk[:, :execute], np.repeat(chunk[:, execute - 1:execute], H - execute, 1)], 1)
+            executed[..., 2] = executed[..., 2] > 0.5
+            rows["chunk"].append(executed[live])
+            rows["next_state"].append(obs["state"][live])
+            rows["next_head"].append(obs["head"][live])
+            rows["next_wrist"].append(obs["wrist"][live])
+            rows["solved"].append(success[live])
         if solved.all():
             break
-    return solved
+    out = {"success": solved}
+    if record:
+        out.update({k: np.concatenate(v) for k, v in rows.items()})
+    return out
+
+
+def evaluate(policy: ChunkPolicy, tasks: list[Task], seed: int, max_steps: int = 300,
+             config: TabletopConfig | None = None) -> np.ndarray:
+    """Success of each task when the policy runs chunk by chunk in the real suite."""
+    return rollout(policy, tasks, seed, max_steps, config)["success"]
 
 
 def bc_quality(policy: ChunkPolicy, data: dict[str, np.ndarray]) -> float:
-    """Mean squared error of the predicted chunk means on the given demonstrations."""
+    """Mean squared error of the predicted waypoint positions on the given demonstrations."""
     obs, targets = demo_tensors(data, policy.cfg.horizon)
     with torch.no_grad():
-        mean, _ = policy(obs)
-    return float(F.mse_loss(mean, targets))
+        waypoints, _, _ = policy(obs)
+    return float(F.mse_loss(waypoints, targets[..., :2]))

@@ -60,11 +60,11 @@ class WorldModelConfig:
 
 
 class StateWorldModel(nn.Module):
-    def __init__(self, state_dim: int, horizon: int, cfg: WorldModelConfig = WorldModelConfig()):
+    def __init__(self, state_dim: int, horizon: int, cfg: WorldModelConfig = WorldModelConfig(), action_dim: int = 3):
         super().__init__()
         if cfg.loss not in ("mse", "nll"):
             raise ValueError(f"unknown world-model loss '{cfg.loss}' (mse or nll)")
-        in_dim = state_dim + MAX_WORDS * N_TOKENS + 3 * horizon
+        in_dim = state_dim + MAX_WORDS * N_TOKENS + action_dim * horizon
         self.cfg = cfg
         self.dynamics = GaussianEnsemble(in_dim, state_dim, cfg.ensemble)
         self.success = EnsembleMLP(cfg.ensemble.members, in_dim, cfg.success_hidden, 1, layers=2)
