@@ -137,6 +137,16 @@ class ChunkPolicy(nn.Module):
         return torch.cat([waypoints.clamp(0.0, 1.0), grip_logits.sigmoid()[..., None]], -1).numpy()
 
 
+    @torch.no_grad()
+    def sample(self, obs: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B, H, 3) a chunk drawn from the policy: Gaussian positions, Bernoulli grips (0/1)."""
+        waypoints, log_std, grip_logits = self(obs)
+        noise = torch.randn(waypoints.shape, generator=generator)
+        positions = waypoints + self.cfg.offset_scale * log_std.exp() * noise
+        grips = (torch.rand(grip_logits.shape, generator=generator) < grip_logits.sigmoid()).float()
+        return torch.cat([positions, grips[..., None]], -1)
+
+
 def as_tensors(obs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {k: torch.as_tensor(obs[k]) for k in ("state", "head", "wrist", "instruction")}
 

@@ -153,7 +153,7 @@ class Tabletop:
         self.colour = np.zeros((batch, MAX_OBJECTS), np.int64)
         self.shape = np.zeros((batch, MAX_OBJECTS), np.int64)
         self.active = np.zeros((batch, MAX_OBJECTS), bool)
-        self.tasks: list[Task] = [Task("gather")] * batch
+        self._set_tasks([Task("gather")] * batch)
         self.steps = np.zeros(batch, np.int64)
         P = config.view_size
         self._pix = (np.arange(P) + 0.5) / P  # pixel centres in [0, 1]
@@ -164,7 +164,7 @@ class Tabletop:
         """New scenes for ``tasks`` (one per scene): objects placed apart, the task not already solved."""
         if len(tasks) != self.B:
             raise ValueError(f"need {self.B} tasks, got {len(tasks)}")
-        self.tasks = list(tasks)
+        self._set_tasks(tasks)
         for b, task in enumerate(tasks):
             self._layout(b, task, rng)
         self.gripper[:] = rng.uniform(0.3, 0.7, (self.B, 2))
@@ -173,6 +173,15 @@ class Tabletop:
         self.held[:] = -1
         self.steps[:] = 0
         return self.observe()
+
+    def _set_tasks(self, tasks: list[Task]) -> None:
+        """The tasks, and their slots as arrays for the vectorised ``success``."""
+        self.tasks = list(tasks)
+        self._task_kind = np.array([KINDS.index(t.kind) for t in tasks])
+        self._task_colour = np.array([t.colour for t in tasks])
+        self._task_other = np.array([t.other for t in tasks])
+        self._relation = np.array([RELATIONS.get(t.relation, (0.0, 0.0)) for t in tasks]).reshape(-1, 2)
+        self._zone = np.array([ZONES.get(t.zone, (0.0, 0.0)) for t in tasks]).reshape(-1, 2)
 
     def _layout(self, b: int, task: Task, rng: np.random.Generator) -> None:
         n = int(rng.integers(3, MAX_OBJECTS + 1))
@@ -289,7 +298,21 @@ class Tabletop:
         return bool(np.abs(balls[:, 1] - balls[:, 1].mean()).max() <= 0.04)  # line_up: a horizontal row
 
     def success(self) -> np.ndarray:
-        return np.array([self._solved(b) for b in range(self.B)])
+        """(B,) whether each scene's task is solved: ``_solved`` for all scenes at once (tested equal)."""
+        rows, pos, active = np.arange(self.B), self.objects, self.active
+        target = np.argmax((self.colour == self._task_colour[:, None]) & active, 1)
+        other = np.argmax((self.colour == self._task_other[:, None]) & active, 1)
+        d, u = pos[rows, target] - pos[rows, other], self._relation
+        along, across = (d * u).sum(1), np.abs(d[:, 0] * u[:, 1] - d[:, 1] * u[:, 0])
+        push = (along >= 0.12) & (across <= 0.1)
+        xy = pos[rows, target]
+        place = ((self._zone <= xy) & (xy <= self._zone + ZONE_SIZE)).all(1)
+        mean = (pos * active[..., None]).sum(1) / np.maximum(active.sum(1), 1)[:, None]
+        gather = np.where(active, np.linalg.norm(pos - mean[:, None], axis=-1), 0.0).max(1) <= 0.15
+        line_up = np.where(active, np.abs(pos[..., 1] - mean[:, 1, None]), 0.0).max(1) <= 0.04
+        kind = self._task_kind
+        solved = np.select([kind == 0, kind == 1, kind == 2], [push, place, gather], line_up)
+        return solved & (self.held < 0)
 
     # ------------------------------------------------------------------ observations
 

@@ -1,0 +1,133 @@
+import math
+
+import pytest
+import torch
+
+from nanorepro.embodied.policy import ChunkPolicy, PolicyConfig
+from nanorepro.embodied.vla_mbpo import (
+    BranchSchedule,
+    ImaginedBuffer,
+    TwinValue,
+    chunk_kl,
+    chunk_log_prob,
+    gae,
+    ppo_clip_loss,
+)
+from nanorepro.envs.tabletop import MAX_WORDS
+
+
+def test_gae_over_chunks_by_hand():
+    # one branch of 3 chunks, success (reward 1) after the last, which ends the branch
+    rewards = torch.tensor([[0.0], [0.0], [1.0]])
+    values = torch.tensor([[0.5], [0.6], [0.7], [9.0]])   # V after the terminal chunk must be ignored
+    dones = torch.tensor([[0], [0], [1]])
+    g, lam = 0.9, 0.8
+    d2 = 1.0 - 0.7
+    d1 = 0.0 + g * 0.7 - 0.6
+    d0 = 0.0 + g * 0.6 - 0.5
+    a2 = d2
+    a1 = d1 + g * lam * a2
+    a0 = d0 + g * lam * a1
+    adv, ret = gae(rewards, values, dones, gamma=g, lam=lam)
+    assert adv[:, 0].tolist() == pytest.approx([a0, a1, a2])
+    assert ret[:, 0].tolist() == pytest.approx([a0 + 0.5, a1 + 0.6, a2 + 0.7])
+    # a branch cut short (not done) bootstraps from the last value
+    adv, _ = gae(torch.zeros(1, 1), torch.tensor([[0.0], [2.0]]), torch.zeros(1, 1), gamma=0.5, lam=1.0)
+    assert adv.item() == pytest.approx(1.0)
+
+
+def test_ppo_clipping_is_pessimistic_and_stops_the_gradient_outside_the_trust_region():
+    old = torch.zeros(4)
+    new = torch.log(torch.tensor([1.5, 1.05, 0.5, 0.5])).requires_grad_()
+    adv = torch.tensor([1.0, 1.0, -1.0, 1.0])
+    loss = ppo_clip_loss(new, old, adv, clip=0.1)
+    # per sample min(rho A, clip(rho) A): 1.1, 1.05, -0.9, 0.5
+    assert loss.item() == pytest.approx(-(1.1 + 1.05 - 0.9 + 0.5) / 4)
+    loss.backward()
+    assert new.grad[0] == 0 and new.grad[2] == 0 and new.grad[1] != 0 and new.grad[3] != 0
+
+
+def test_twin_value_estimate_is_the_minimum_and_both_heads_learn():
+    torch.manual_seed(0)
+    critic = TwinValue(3, hidden=16)
+    x = torch.randn(5, 3)
+    both = critic(x)
+    assert both.shape == (2, 5) and torch.equal(critic.value(x), torch.minimum(both[0], both[1]))
+    opt = torch.optim.Adam(critic.parameters(), lr=1e-2)
+    target = x.sum(1)
+    first = critic.loss(x, target).item()
+    for _ in range(200):
+        loss = critic.loss(x, target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert critic.loss(x, target).item() < 0.01 * first
+
+
+def _obs(B=3):
+    g = torch.Generator().manual_seed(0)
+    return {"state": torch.rand(B, 30, generator=g), "instruction": torch.randint(2, 20, (B, MAX_WORDS), generator=g),
+            "head": torch.randint(0, 256, (B, 32, 32, 3), dtype=torch.uint8, generator=g),
+            "wrist": torch.randint(0, 256, (B, 32, 32, 3), dtype=torch.uint8, generator=g)}
+
+
+def test_chunk_log_prob_is_the_sum_of_gaussian_and_bernoulli_terms_and_kl_to_itself_is_zero():
+    torch.manual_seed(0)
+    policy = ChunkPolicy(PolicyConfig(horizon=4, channels=8, hidden=32))
+    obs = _obs()
+    chunk = torch.cat([torch.rand(3, 4, 2), (torch.rand(3, 4, 1) > 0.5).float()], -1)
+    mean, log_std, logits = policy(obs)
+    std = policy.cfg.offset_scale * log_std.exp()
+    expected = (torch.distributions.Normal(mean, std).log_prob(chunk[..., :2]).sum((1, 2))
+                + torch.distributions.Bernoulli(logits=logits).log_prob(chunk[..., 2]).sum(1))
+    assert torch.allclose(chunk_log_prob(policy, obs, chunk), expected, atol=1e-4)
+    assert torch.allclose(chunk_kl(policy, policy, obs), torch.zeros(3), atol=1e-5)
+    other = ChunkPolicy(PolicyConfig(horizon=4, channels=8, hidden=32))
+    kl = chunk_kl(policy, other, obs)
+    ref_mean, ref_log_std, ref_logits = other(obs)
+    ref_std = policy.cfg.offset_scale * ref_log_std.exp()
+    by_torch = (torch.distributions.kl_divergence(torch.distributions.Normal(mean, std),
+                                                  torch.distributions.Normal(ref_mean, ref_std)).sum((1, 2))
+                + torch.distributions.kl_divergence(torch.distributions.Bernoulli(logits=logits),
+                                                    torch.distributions.Bernoulli(logits=ref_logits)).sum(1))
+    assert torch.allclose(kl, by_torch, rtol=1e-4, atol=1e-4) and (kl > 0).all()
+    assert math.isfinite(kl.sum().item())
+
+
+def test_branch_schedule_grows_and_the_buffer_keeps_rollouts_for_their_retention():
+    schedule = BranchSchedule(min_k=1, max_k=3, start_epoch=2, end_epoch=6)
+    assert [schedule.length(e) for e in range(9)] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert [BranchSchedule(2, 2).length(e) for e in range(3)] == [2, 2, 2]
+    buffer = ImaginedBuffer(retain_epochs=2)
+    for epoch in range(4):
+        buffer.prune(epoch)
+        buffer.add({"reward": torch.full((3,), float(epoch))}, epoch)
+        # after adding at epoch e, the data of epochs e-1 and e are there, older data is gone
+        assert sorted(set(buffer.data["reward"].tolist())) == [float(e) for e in range(max(0, epoch - 1), epoch + 1)]
+    assert len(buffer) == 6 and buffer.sample(4, torch.Generator().manual_seed(0))["reward"].shape == (4,)
+    with pytest.raises(ValueError):
+        ImaginedBuffer(0)
+
+
+def test_branched_rollouts_shapes_rewards_end_branches_and_uncertainty_cuts_them():
+    from nanorepro.embodied.pixel_world_model import PixelWorldModel, PixelWorldModelConfig, VQConfig
+    from nanorepro.embodied.vla_mbpo import branched_rollouts
+
+    torch.manual_seed(0)
+    policy = ChunkPolicy(PolicyConfig(horizon=4, channels=8, hidden=32))
+    wm = PixelWorldModel(32, 4, PixelWorldModelConfig(vq=VQConfig(codes=16, code_dim=8, channels=8), d_model=32,
+                                                      layers=1, heads=2))
+    starts = _obs(6)
+    with torch.no_grad():
+        wm.success.bias.fill_(-20.0)           # never succeeds: every branch runs to k unless cut
+    out = branched_rollouts(policy, wm, starts, k=3, max_uncertainty=1e9, generator=torch.Generator().manual_seed(0))
+    assert out["chunk"].shape == (3, 6, 4, 3) and out["head"].shape == (3, 6, 32, 32, 3)
+    assert out["alive"].all() and out["reward"].sum() == 0 and out["last"]["head"].dtype == torch.uint8
+    assert torch.equal(out["head"][0], starts["head"])
+    assert set(out["chunk"][..., 2].unique().tolist()) <= {0.0, 1.0}
+    cut = branched_rollouts(policy, wm, starts, k=3, max_uncertainty=0.0)
+    assert cut["alive"][0].all() and not cut["alive"][1:].any()   # entropy > 0: cut after the first chunk
+    with torch.no_grad():
+        wm.success.bias.fill_(20.0)            # succeeds at once: reward 1 on the first chunk, then the branch ends
+    done = branched_rollouts(policy, wm, starts, k=3, max_uncertainty=1e9)
+    assert done["reward"][0].sum() == 6 and done["reward"][1:].sum() == 0 and not done["alive"][1:].any()
