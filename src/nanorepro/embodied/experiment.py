@@ -30,7 +30,7 @@ from nanorepro.embodied.pixel_world_model import (
     token_transitions,
 )
 from nanorepro.embodied.policy import ChunkPolicy, PolicyConfig, rollout, train_bc
-from nanorepro.embodied.world_model import StateWorldModel, WorldModelConfig, auroc, chunk_transitions
+from nanorepro.embodied.world_model import StateWorldModel, WorldModelConfig, auroc, chunk_starts, chunk_transitions
 from nanorepro.envs.tabletop import TabletopConfig, sample_task
 
 SPLITS = ("train", "unseen", "paraphrase", "novel")
@@ -63,9 +63,8 @@ def _episodes(data: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
 
 def _demo_chunks(data: dict[str, np.ndarray], horizon: int) -> dict[str, np.ndarray]:
     """Held-out demonstration chunk transitions in the layout ``rollout(record=True)`` returns."""
-    n, episode = len(data["state"]), data["episode"]
-    start = np.arange(n - horizon)
-    start = start[episode[start] == episode[start + horizon]]
+    episode = data["episode"]
+    start = chunk_starts(episode, horizon)
     out = {k: data[k][start] for k in ("state", "head", "wrist")}
     out.update({f"next_{k}": data[k][start + horizon] for k in ("state", "head", "wrist")})
     out["instruction"] = data["instruction"][episode[start]]

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nanorepro.common.errors import UserError
+from nanorepro.embodied.world_model import chunk_starts
 from nanorepro.envs.tabletop import MAX_WORDS, VOCAB
 from nanorepro.nn.transformer import Block
 
@@ -263,8 +264,7 @@ def token_transitions(model: PixelWorldModel, data: dict[str, np.ndarray], horiz
                       batch_size: int = 1024) -> dict[str, torch.Tensor]:
     """Every within-episode chunk transition of demonstration arrays, with both views tokenized."""
     n, episode = len(data["state"]), data["episode"]
-    start = np.arange(n - horizon)
-    start = start[episode[start] == episode[start + horizon]]
+    start = chunk_starts(episode, horizon)
     codes = {}
     for view in ("head", "wrist"):
         images = torch.as_tensor(data[view])

@@ -28,11 +28,16 @@ from nanorepro.rl.ensemble import EnsembleConfig, GaussianEnsemble, fit_ensemble
 N_TOKENS = len(VOCAB) + 2
 
 
+def chunk_starts(episode: np.ndarray, horizon: int) -> np.ndarray:
+    """Rows t whose row t + H is in the same episode (so the chunk's end state was observed)."""
+    start = np.arange(len(episode) - horizon)
+    return start[episode[start] == episode[start + horizon]]
+
+
 def chunk_transitions(data: dict[str, np.ndarray], horizon: int) -> dict[str, torch.Tensor]:
     """Every (state_t, instruction, actions t..t+H-1, state_{t+H} - state_t, solved after t+H-1) inside an episode."""
-    n, episode = len(data["state"]), data["episode"]
-    start = np.arange(n - horizon)
-    start = start[episode[start] == episode[start + horizon]]  # state_{t+H} must be in the same episode
+    episode = data["episode"]
+    start = chunk_starts(episode, horizon)
     chunks = data["action"][start[:, None] + np.arange(horizon)]
     return {
         "state": torch.as_tensor(data["state"][start]),
