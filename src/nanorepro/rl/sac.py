@@ -67,6 +67,14 @@ class TanhGaussianActor(nn.Module):
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         return self.centre + self.scale * torch.tanh(self(obs)[0])
 
+    def log_prob(self, obs: torch.Tensor, act: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+        """log pi(a|s) of given actions (offline learners): x = atanh((a - centre) / scale), squeezed inside the box."""
+        mean, log_std = self(obs)
+        y = ((act - self.centre) / self.scale).clamp(-1 + eps, 1 - eps)
+        x = torch.atanh(y)
+        log_prob = (-0.5 * ((x - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return log_prob - (torch.log1p(-y**2) + self.scale.log()).sum(-1)
+
 
 class TwinQ(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, hidden: int, layers: int):
