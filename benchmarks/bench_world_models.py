@@ -20,13 +20,14 @@ import torch
 from nanorepro.embodied.pixel_world_model import PixelWorldModel, PixelWorldModelConfig
 from nanorepro.embodied.policy import ChunkPolicy, PolicyConfig
 from nanorepro.embodied.world_model import StateWorldModel, features
+from nanorepro.envs.tabletop import MAX_WORDS
 from timing import median_time
 
 H, P = 8, 32
 
 
 def _obs(B: int, g: torch.Generator) -> dict[str, torch.Tensor]:
-    return {"state": torch.rand(B, 30, generator=g), "instruction": torch.randint(0, 20, (B, 12), generator=g),
+    return {"state": torch.rand(B, 30, generator=g), "instruction": torch.randint(0, 20, (B, MAX_WORDS), generator=g),
             "head": torch.randint(0, 256, (B, P, P, 3), dtype=torch.uint8, generator=g),
             "wrist": torch.randint(0, 256, (B, P, P, 3), dtype=torch.uint8, generator=g)}
 
