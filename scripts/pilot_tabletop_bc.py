@@ -27,7 +27,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--loss", default="l1")
     parser.add_argument("--channels", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--grad-clip", type=float, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
     rng = np.random.default_rng(args.seed)
@@ -39,7 +40,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     policy = ChunkPolicy(PolicyConfig(loss=args.loss, channels=args.channels))
     t0 = time.time()
-    curve = train_bc(policy, data, args.steps, batch_size=64, lr=args.lr, seed=args.seed)
+    curve = train_bc(policy, data, args.steps, batch_size=64, lr=args.lr, seed=args.seed, grad_clip=args.grad_clip)
     print(f"BC: loss {np.mean(curve[:20]):.1f} -> {np.mean(curve[-50:]):.1f} ({time.time() - t0:.0f} s)")
     for execute in (8, 4):
         policy.cfg = replace(policy.cfg, execute=execute)

@@ -167,9 +167,9 @@ def demo_tensors(data: dict[str, np.ndarray], horizon: int) -> tuple[dict[str, t
 
 
 def train_bc(policy: ChunkPolicy, data: dict[str, np.ndarray], steps: int, batch_size: int = 64, lr: float = 1e-3,
-             seed: int = 0, on_step=None) -> list[float]:
+             seed: int = 0, on_step=None, grad_clip: float | None = None) -> list[float]:
     """Behaviour cloning on demonstration arrays (``demos.load_demos`` format), AdamW with a cosine-decayed
-    learning rate; returns the loss curve."""
+    learning rate (and gradient-norm clipping when ``grad_clip`` is set); returns the loss curve."""
     gen = torch.Generator().manual_seed(seed)
     obs, targets = demo_tensors(data, policy.cfg.horizon)
     opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=1e-4)
@@ -181,6 +181,8 @@ def train_bc(policy: ChunkPolicy, data: dict[str, np.ndarray], steps: int, batch
         loss = policy.loss({k: v[batch] for k, v in obs.items()}, targets[batch])
         opt.zero_grad()
         loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip)
         opt.step()
         schedule.step()
         curve.append(loss.item())
