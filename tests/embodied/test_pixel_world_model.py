@@ -102,3 +102,14 @@ def test_gripper_decoded_from_the_head_view_and_cross_view_consistency_of_real_f
     matched = cross_view_inconsistency(head, wrist, window)
     swapped = cross_view_inconsistency(head, wrist.roll(1, 0), window)
     assert (matched < swapped).float().mean() >= 0.75
+
+
+def test_success_logits_alone_equal_the_full_prediction():
+    torch.manual_seed(0)
+    data = make_demos([Task("place", 1, zone="top right")], seed=0)
+    model = PixelWorldModel(32, 4, SMALL)
+    obs = {k: torch.as_tensor(data[k][:3]) for k in ("state", "head", "wrist")}
+    instruction = torch.as_tensor(data["instruction"][[0, 0, 0]])
+    chunk = torch.as_tensor(data["action"][:4])[None].expand(3, -1, -1)
+    _, _, logit, _ = model.predict(obs, instruction, chunk)
+    assert torch.allclose(model.success_logits(obs, instruction, chunk), logit, atol=1e-5)

@@ -36,16 +36,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from nanorepro.common.errors import UserError
+from nanorepro.embodied.policy import to_float, with_coordinates
 from nanorepro.embodied.world_model import chunk_starts
 from nanorepro.envs.tabletop import MAX_WORDS, VOCAB
 from nanorepro.nn.transformer import Block
 
 PROPRIO = 5  # gripper x, y, grip, vx, vy: the controller carries momentum across chunks
-
-
-def to_float(images_BHWC: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, P, P, 3) -> float (B, 3, P, P) in [0, 1]."""
-    return images_BHWC.permute(0, 3, 1, 2).float() / 255.0
 
 
 @dataclass(frozen=True)
@@ -74,12 +70,9 @@ class VQTokenizer(nn.Module):
         self.decoder = nn.Sequential(nn.Conv2d(d, c, 3, 1, 1), nn.ReLU(), nn.ConvTranspose2d(c, c, 4, 2, 1), nn.ReLU(),
                                      nn.ConvTranspose2d(c, c, 4, 2, 1), nn.ReLU(), nn.Conv2d(c, 3, 3, 1, 1))
         self.codebook = nn.Parameter(torch.randn(cfg.codes, d) * 0.1)
-        grid = torch.linspace(-1, 1, view_size)
-        self.register_buffer("coords", torch.stack(torch.meshgrid(grid, grid, indexing="xy"))[None], persistent=False)
 
     def _embed(self, images_BHWC: torch.Tensor) -> torch.Tensor:
-        x = to_float(images_BHWC)
-        return self.encoder(torch.cat([x, self.coords.expand(len(x), -1, -1, -1)], 1))  # (B, d, G, G)
+        return self.encoder(with_coordinates(images_BHWC))  # (B, d, G, G)
 
     def _nearest(self, z_BdGG: torch.Tensor) -> torch.Tensor:
         flat = z_BdGG.permute(0, 2, 3, 1).reshape(-1, z_BdGG.shape[1])
@@ -226,6 +219,15 @@ class PixelWorldModel(nn.Module):
         entropy = torch.cat([head_logits, wrist_logits], 1).log_softmax(-1)
         entropy = -(entropy.exp() * entropy).sum(-1).mean(-1)
         return {"head": head, "wrist": wrist_logits.argmax(-1), "success": success, "uncertainty": entropy}
+
+    @torch.no_grad()
+    def success_logits(self, obs: dict[str, torch.Tensor], instruction: torch.Tensor, chunk: torch.Tensor
+                       ) -> torch.Tensor:
+        """(B,) the success head alone: it reads only the context, so no frame is decoded."""
+        head_now, wrist_now = self.tokenize(obs["head"], obs["wrist"])
+        hidden = self._hidden(instruction, chunk, obs["state"][:, :PROPRIO], head_now, wrist_now,
+                              torch.zeros_like(head_now))
+        return self._outputs(hidden)[2]
 
     @torch.no_grad()
     def predict(self, obs: dict[str, torch.Tensor], instruction: torch.Tensor, chunk: torch.Tensor

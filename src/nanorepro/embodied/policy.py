@@ -46,6 +46,19 @@ class PolicyConfig:
     privileged_state: bool = False  # also read the full simulator state (object poses): a diagnostic upper bound
 
 
+def to_float(images_BHWC: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, P, P, 3) -> float (B, 3, P, P) in [0, 1]."""
+    return images_BHWC.permute(0, 3, 1, 2).float() / 255.0
+
+
+def with_coordinates(images_BHWC: torch.Tensor) -> torch.Tensor:
+    """(B, 5, P, P): the image in [0, 1] plus x and y coordinate channels in [-1, 1] (CoordConv)."""
+    x = to_float(images_BHWC)
+    B, _, H, W = x.shape
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, H), torch.linspace(-1, 1, W), indexing="ij")
+    return torch.cat([x, torch.stack([xs, ys]).expand(B, -1, -1, -1)], 1)
+
+
 def spatial_softmax(features_BCHW: torch.Tensor) -> torch.Tensor:
     """(B, 2C): per channel, the softmax-weighted mean (x, y) in [-1, 1] of its feature map."""
     B, C, H, W = features_BCHW.shape
@@ -62,8 +75,6 @@ class ViewEncoder(nn.Module):
     def __init__(self, size: int, channels: int, out: int, condition: int):
         super().__init__()
         c = channels
-        grid = torch.linspace(-1, 1, size)
-        self.register_buffer("coords", torch.stack(torch.meshgrid(grid, grid, indexing="xy"))[None], persistent=False)
         self.convs = nn.ModuleList([nn.Conv2d(5, c, 3, 1, 1), nn.Conv2d(c, c, 3, 2, 1), nn.Conv2d(c, c, 3, 1, 1)])
         self.keypoints = nn.Conv2d(c, c, 3, 1, 1)
         self.film = nn.Linear(condition, 2 * c * len(self.convs))
@@ -72,8 +83,7 @@ class ViewEncoder(nn.Module):
         self.proj = nn.Linear(3 * c, out)
 
     def forward(self, images_BHWC: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        x = images_BHWC.permute(0, 3, 1, 2).float() / 255.0
-        x = torch.cat([x, self.coords.expand(len(x), -1, -1, -1)], 1)
+        x = with_coordinates(images_BHWC)
         film = self.film(condition).view(len(x), len(self.convs), 2, -1, 1, 1)
         for i, conv in enumerate(self.convs):
             x = F.relu(conv(x) * (1 + film[:, i, 0]) + film[:, i, 1])

@@ -60,7 +60,7 @@ class WorldModelConfig:
     success_hidden: int = 128
     # "mse": members regress the mean (uncertainty = their disagreement); "nll": Gaussian NLL as in PETS.
     # scripts/pilot_tabletop_world_model.py (25 demonstrations, 1,000 steps): NLL drives log-stds to
-    # their floor on easy dimensions and ends at 0.96x the no-change state error; MSE at 0.03x.
+    # their floor on easy dimensions and ends at 0.97x the no-change state error; MSE at 0.03x.
     loss: str = "mse"
 
 
