@@ -229,6 +229,51 @@ def recsys_recommend(
         typer.echo(f"{rank:>3}. {item_id:<12} {logp:>8.3f}  {text}")
 
 
+med3d_app = typer.Typer(no_args_is_help=True, help="TGH-MoE on CT volumes: train on phantoms, report on NIfTI files.")
+app.add_typer(med3d_app, name="med3d")
+
+
+@med3d_app.command("train")
+def med3d_train(
+    out: Path = typer.Option(Path("med3d.safetensors"), "--out", help="Where to write the model."),
+    seed: int = typer.Option(0, "--seed"),
+    overrides: list[str] | None = typer.Option(None, "--set", help="TGHExperimentConfig override key=value."),
+) -> None:
+    """2-D pretraining, stage 1 and stage 2 (TGH-MoE) on procedural phantoms; prints test metrics."""
+    from nanorepro.common.config import apply_overrides
+    from nanorepro.med3d.experiment import TGHExperimentConfig
+    from nanorepro.med3d.tools import train
+
+    cfg = apply_overrides(TGHExperimentConfig(), overrides or [])
+    with ProgressBoard() as board:
+        info = train(out, cfg, seed, board)
+    typer.echo(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items()))
+
+
+@med3d_app.command("report")
+def med3d_report(
+    model: Path = typer.Option(..., "--model", help="A model written by `nanorepro med3d train`."),
+    volume: Path = typer.Option(..., "--volume", help="A NIfTI volume (.nii or .nii.gz)."),
+) -> None:
+    """Generate a report for a volume."""
+    from nanorepro.med3d.tools import report
+
+    typer.echo(report(model, volume))
+
+
+@med3d_app.command("ask")
+def med3d_ask(
+    model: Path = typer.Option(..., "--model", help="A model written by `nanorepro med3d train`."),
+    volume: Path = typer.Option(..., "--volume", help="A NIfTI volume (.nii or .nii.gz)."),
+    question: str = typer.Option(..., "--question", help='e.g. "how many lesions are there ?"'),
+    options: list[str] | None = typer.Option(None, "--option", help="Closed question: give 2-4 options."),
+) -> None:
+    """Answer a question about a volume (open, or closed by option likelihood)."""
+    from nanorepro.med3d.tools import ask
+
+    typer.echo(ask(model, volume, question, options))
+
+
 def _fail(message: str, code: int) -> None:
     # Plain print, not rich: a terminal-width wrap would split the one error line.
     print(f"nanorepro: error: {message}", file=sys.stderr)

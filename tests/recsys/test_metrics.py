@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
+from nanorepro.common.stats import paired_bootstrap
 from nanorepro.recsys.metrics import (
     category_coverage,
     intra_list_diversity,
     mask_history,
     ndcg_at,
-    paired_bootstrap,
     recall_at,
     share,
     target_ranks,

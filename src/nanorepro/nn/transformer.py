@@ -10,7 +10,11 @@ from nanorepro.nn.mlp import mlp
 
 
 class Block(nn.Module):
-    """x + attn(ln1(x)); x + mlp(ln2(x)). Causal by default; ``allowed`` (B, T, T) replaces the causal mask."""
+    """x + attn(ln1(x)); x + mlp(ln2(x)). Causal by default; ``allowed`` (B, T, T) replaces the causal mask.
+
+    ``causal=False`` gives the bidirectional block of a ViT. The feed-forward ``mlp`` may be swapped for
+    any module (a mixture of experts); keyword arguments of ``forward`` beyond these reach it (routing).
+    """
 
     def __init__(self, d_model: int, heads: int, dropout: float = 0.0):
         super().__init__()
@@ -21,7 +25,8 @@ class Block(nn.Module):
         self.heads = heads
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, cache: list | None = None, allowed: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: list | None = None, allowed: torch.Tensor | None = None,
+                causal: bool = True, **mlp_kwargs) -> torch.Tensor:
         b, T, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
         q, k, v = (t.view(b, T, self.heads, d // self.heads).transpose(1, 2) for t in (q, k, v))
@@ -33,13 +38,15 @@ class Block(nn.Module):
             cache[:] = [k, v]
         if allowed is not None:
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None])
+        elif not causal:
+            a = F.scaled_dot_product_attention(q, k, v)
         elif past == 0:
             a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             mask = torch.arange(k.shape[2])[None, :] <= (past + torch.arange(T))[:, None]
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         x = x + self.dropout(self.proj(a.transpose(1, 2).reshape(b, T, d)))
-        return x + self.dropout(self.mlp(self.ln2(x)))
+        return x + self.dropout(self.mlp(self.ln2(x), **mlp_kwargs))
 
 
 def causal_padding_mask(padding: torch.Tensor) -> torch.Tensor:

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from nanorepro.common.experiment import ClaimCheck, Experiment, Metrics, Profile, RunContext, Table
+from nanorepro.common.stats import paired_bootstrap
 from nanorepro.recsys.data import TASKS, WorldConfig, make_world
 from nanorepro.recsys.grounding import BPRConfig, GroundingConfig, bpr_item_embeddings, ground, lsa, tfidf
-from nanorepro.recsys.metrics import paired_bootstrap
 from nanorepro.recsys.models import ModelConfig, Recommender, Trie, Vocabulary, encode_context
 from nanorepro.recsys.semantic_ids import dedup_digit, residual_kmeans
 from nanorepro.recsys.train import TrainConfig, evaluate, fit, scores_in_batches

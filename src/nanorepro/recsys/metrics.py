@@ -65,15 +65,3 @@ def category_coverage(top: np.ndarray, item_category: np.ndarray) -> np.ndarray:
 def share(top: np.ndarray, item_mask: np.ndarray) -> np.ndarray:
     """Fraction of each list's items inside ``item_mask`` (long-tail share, instruction compliance)."""
     return item_mask[top].mean(1)
-
-
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 1000, seed: int = 0,
-                     level: float = 0.95) -> tuple[float, float, float]:
-    """Mean of a - b over the same examples and its percentile bootstrap interval (resampling examples)."""
-    diff = np.asarray(a, float) - np.asarray(b, float)
-    if diff.size == 0:
-        raise ValueError("paired_bootstrap needs at least one example")
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, diff.size, (resamples, diff.size))].mean(1)
-    tail = (1 - level) / 2
-    return float(diff.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
