@@ -83,6 +83,7 @@ _EXPERIMENT_MODULES: tuple[tuple[str, str], ...] = (
     ("nanorepro.recsys.experiment", "SIGMA_EXPERIMENT"),
     ("nanorepro.embodied.experiment", "EXPERIMENT"),
     ("nanorepro.med3d.experiment", "EXPERIMENT"),
+    ("nanorepro.embodied.sup_experiment", "EXPERIMENT"),
 )
 
 

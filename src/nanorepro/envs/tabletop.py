@@ -125,13 +125,14 @@ class TabletopConfig:
     gripper_radius: float = 0.04
     object_radius: float = 0.05  # balls; blocks have this half-side
     grasp_reach: float = 0.06
+    grasp_max_speed: float = float("inf")  # closing faster than this (table/s) grasps nothing (SuP's suite: 0.15)
     max_steps: int = 300          # demonstrations of the novel tasks take up to ~300 steps
 
     def validate(self) -> None:
         if not 8 <= self.view_size <= 256:
             raise UserError(f"view_size must be in [8, 256], got {self.view_size}")
         for name in ("control_dt", "kp", "kd", "max_speed", "max_accel", "gripper_radius", "object_radius",
-                     "grasp_reach", "wrist_window"):
+                     "grasp_reach", "grasp_max_speed", "wrist_window"):
             if getattr(self, name) <= 0:
                 raise UserError(f"tabletop {name} must be positive, got {getattr(self, name)}")
         if self.substeps < 1 or self.max_steps < 1:
@@ -140,11 +141,12 @@ class TabletopConfig:
 
 class Tabletop:
     """B scenes stepped together. State arrays: gripper (B, 2), velocity (B, 2), grip (B,), held (B,),
-    objects (B, K, 2), colour (B, K), shape (B, K), active (B, K)."""
+    objects (B, K, 2), colour (B, K), shape (B, K), active (B, K). ``views=False`` skips rendering (the
+    observations then hold the state and the instruction only) for state-based work."""
 
-    def __init__(self, batch: int, config: TabletopConfig = TabletopConfig()):
+    def __init__(self, batch: int, config: TabletopConfig = TabletopConfig(), views: bool = True):
         config.validate()
-        self.B, self.cfg = batch, config
+        self.B, self.cfg, self.views = batch, config, views
         self.gripper = np.full((batch, 2), 0.5)
         self.velocity = np.zeros((batch, 2))
         self.grip = np.zeros(batch, bool)
@@ -182,6 +184,7 @@ class Tabletop:
         self._task_other = np.array([t.other for t in tasks])
         self._relation = np.array([RELATIONS.get(t.relation, (0.0, 0.0)) for t in tasks]).reshape(-1, 2)
         self._zone = np.array([ZONES.get(t.zone, (0.0, 0.0)) for t in tasks]).reshape(-1, 2)
+        self._instruction = np.stack([tokenize(t.text) for t in tasks])
 
     def _layout(self, b: int, task: Task, rng: np.random.Generator) -> None:
         n = int(rng.integers(3, MAX_OBJECTS + 1))
@@ -237,6 +240,7 @@ class Tabletop:
             dist[~self.active] = np.inf
             nearest = dist.argmin(1)
             reach = dist[np.arange(self.B), nearest] <= self.cfg.grasp_reach
+            reach &= np.linalg.norm(self.velocity, axis=1) <= self.cfg.grasp_max_speed
             self.held = np.where(closing & reach, nearest, self.held)
         self.held = np.where(close, self.held, -1)
         self.grip = close
@@ -354,12 +358,10 @@ class Tabletop:
         return img
 
     def observe(self) -> dict[str, np.ndarray]:
-        return {
-            "state": self.state(),
-            "head": self.render(),
-            "wrist": self.render(self.gripper, self.cfg.wrist_window),
-            "instruction": np.stack([tokenize(t.text) for t in self.tasks]),
-        }
+        obs = {"state": self.state(), "instruction": self._instruction.copy()}
+        if self.views:
+            obs.update(head=self.render(), wrist=self.render(self.gripper, self.cfg.wrist_window))
+        return obs
 
 
 class TabletopEnv(gym.Env):
