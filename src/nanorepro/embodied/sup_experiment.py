@@ -63,9 +63,9 @@ class SupExperimentConfig:
     valid_episodes: int = 200
     test_episodes: int = 1000
     oracle_episodes: int = 300              # the oracle and the true-deviation check copy the simulator per chunk
-    # mean predicted deviation per chunk allowed, as fractions of the mean predicted k = 4 cost (a pilot's
-    # world model predicted 0.014 table widths on average for k = 4 while a failed grasp truly costs ~1,
-    # so budgets in table widths were all slack but the smallest)
+    # mean predicted deviation per chunk allowed, as fractions of the mean predicted k = 4 cost (in a pilot
+    # of the quick profile the world model's costs were far below the true ones, so budgets in table widths
+    # were all slack but the smallest; see docs/sup.md)
     budgets: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.8)
     oracle_budgets: tuple[float, ...] = (0.02, 0.1)   # true deviation, table widths
     success_tolerance: float = 0.01         # validation: the fastest budget within this of the base success
