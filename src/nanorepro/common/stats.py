@@ -15,3 +15,9 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 1000, seed: 
     means = diff[rng.integers(0, diff.size, (resamples, diff.size))].mean(1)
     tail = (1 - level) / 2
     return float(diff.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation (ranks by order, ties broken by position), the Pearson correlation of ranks."""
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])

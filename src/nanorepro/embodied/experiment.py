@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from nanorepro.common.experiment import ClaimCheck, Experiment, Metrics, Profile, RunContext, Table
+from nanorepro.common.stats import spearman
 from nanorepro.embodied.demos import make_demos
 from nanorepro.embodied.pixel_world_model import (
     PROPRIO,
@@ -74,11 +75,6 @@ def _demo_chunks(data: dict[str, np.ndarray], horizon: int) -> dict[str, np.ndar
 
 def _concat(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([a[k], b[k]]) for k in a}
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def _pixel_metrics(model: PixelWorldModel, chunks: dict[str, np.ndarray], window: float, batch: int = 128) -> dict:
@@ -240,7 +236,7 @@ def tabletop_run(cfg: TabletopWorldModelsConfig, ctx: RunContext) -> Metrics:
         metrics["auroc"]["all"] = _auroc_or_none(np.concatenate([scores["demos"], scores["rollouts"]]),
                                                 both["solved"])
         error = per_view["head_mae"] + per_view["wrist_mae"]
-        metrics["uncertainty_error_spearman"] = _spearman(per_view["uncertainty"], error)
+        metrics["uncertainty_error_spearman"] = spearman(per_view["uncertainty"], error)
         metrics["final_loss"] = float(np.mean(losses[-100:]))
         pixel[name] = metrics
         if seed == 0 and cfg.frames:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from nanorepro.common.experiment import ClaimCheck, Experiment, Metrics, Profile, RunContext, Table
+from nanorepro.common.stats import spearman
 from nanorepro.embodied.demos import make_demos
 from nanorepro.embodied.policy import ChunkPolicy, PolicyConfig, train_bc
 from nanorepro.embodied.sup import (
@@ -108,13 +109,6 @@ def _world_model(rows: dict, success: np.ndarray, cfg: SupExperimentConfig, seed
     return wm, info
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
-    if len(a) < 3:
-        return None
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
 def sup_run(cfg: SupExperimentConfig, ctx: RunContext) -> Metrics:
     state = ctx.load_checkpoint() or {}
     results = state.setdefault("results", {})
@@ -175,7 +169,8 @@ def sup_run(cfg: SupExperimentConfig, ctx: RunContext) -> Metrics:
             "test": test, "valid_base_success": float(valid_base["success"].mean()),
             "deviation_within_budget": float(np.mean(checked["deviation"] <= chosen * scale)),
             "deviation_quantiles": np.quantile(checked["deviation"], [0.5, 0.9, 0.99]).tolist(),
-            "wm_true_spearman": _spearman(wm_chosen, checked["deviation"]), "rate_share": rate_share,
+            "wm_true_spearman": spearman(wm_chosen, checked["deviation"]) if len(wm_chosen) >= 3 else None,
+            "rate_share": rate_share,
             "lambdas": {f"{f:g}": s.lambdas for f, s in schedulers.items()},
             "logged_costs": {f"{f:g}": s.cost * scale for f, s in schedulers.items()},
             "log_success": float(log["success"].mean()), "log_chunks": len(rows["state"]),

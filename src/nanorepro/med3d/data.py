@@ -259,7 +259,6 @@ def all_text() -> list[str]:
     words += list(COUNTS) + ["oblique", "none", "central", "diffuse", "medium", "tiny", "no organs", "slice"]
     texts = [CAPTION_PROMPT, *REPORT_PROMPTS, *FIRST_SENTENCES, *FINDING_SENTENCES, *NORMAL_SENTENCES]
     texts += [q for phrasings, _ in QUESTIONS.values() for q in phrasings] + [CLOSED_SUFFIX]
-    texts += ["in the phase . in the"]
     return texts + words
 
 
