@@ -84,6 +84,7 @@ _EXPERIMENT_MODULES: tuple[tuple[str, str], ...] = (
     ("nanorepro.embodied.experiment", "EXPERIMENT"),
     ("nanorepro.med3d.experiment", "EXPERIMENT"),
     ("nanorepro.embodied.sup_experiment", "EXPERIMENT"),
+    ("nanorepro.embodied.vla_mbpo_experiment", "EXPERIMENT"),
 )
 
 

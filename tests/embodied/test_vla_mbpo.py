@@ -131,3 +131,94 @@ def test_branched_rollouts_shapes_rewards_end_branches_and_uncertainty_cuts_them
         wm.success.bias.fill_(20.0)            # succeeds at once: reward 1 on the first chunk, then the branch ends
     done = branched_rollouts(policy, wm, starts, k=3, max_uncertainty=1e9)
     assert done["reward"][0].sum() == 6 and done["reward"][1:].sum() == 0 and not done["alive"][1:].any()
+
+
+def test_gae_with_a_cut_branch_bootstraps_from_the_cut_value_and_ignores_steps_outside_the_branch():
+    # branch 0 runs 3 chunks; branch 1 is cut after its first chunk (alive only at t = 0)
+    rewards = torch.zeros(3, 2)
+    values = torch.tensor([[0.1, 0.2], [0.3, 0.5], [0.4, 7.0], [0.6, 9.0]])
+    dones = torch.zeros(3, 2)
+    alive = torch.tensor([[1, 1], [1, 0], [1, 0]])
+    g, lam = 0.9, 0.5
+    adv, ret = gae(rewards, values, dones, gamma=g, lam=lam, alive_TB=alive)
+    assert adv[0, 1].item() == pytest.approx(g * 0.5 - 0.2)          # one-step: bootstrap V_1 only
+    assert adv[1:, 1].abs().sum() == 0
+    d = [g * values[t + 1, 0] - values[t, 0] for t in range(3)]
+    assert adv[0, 0].item() == pytest.approx(float(d[0] + g * lam * (d[1] + g * lam * d[2])))
+    # alive everywhere reproduces the plain estimate
+    plain, _ = gae(rewards, values, dones, gamma=g, lam=lam)
+    assert torch.allclose(gae(rewards, values, dones, g, lam, torch.ones(3, 2))[0], plain)
+
+
+def test_real_rollouts_reward_the_chunk_that_solves_the_task_and_count_live_steps():
+    import numpy as np
+
+    from nanorepro.embodied.vla_mbpo import real_rollouts
+    from nanorepro.envs.tabletop import sample_task
+
+    torch.manual_seed(0)
+    policy = ChunkPolicy(PolicyConfig(horizon=4, channels=8, hidden=32))
+    rng = np.random.default_rng(0)
+    tasks = [sample_task("train", rng) for _ in range(3)]
+    out = real_rollouts(policy, tasks, seed=0, max_steps=10, generator=torch.Generator().manual_seed(0))
+    T = out["reward"].shape[0]
+    assert T == 3 and out["chunk"].shape == (3, 3, 4, 3) and out["instruction"].shape == (3, MAX_WORDS)
+    assert out["real_steps"] == 4 * int(out["alive"].sum())
+    assert torch.equal(out["done"], out["reward"].bool())
+    # a scene is alive until (and including) the chunk that solves it, never after
+    later = torch.cumsum(out["done"].int(), 0) - out["done"].int()
+    assert not (out["alive"] & (later > 0)).any()
+    again = real_rollouts(policy, tasks, seed=0, max_steps=10, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again["chunk"], out["chunk"])
+
+
+def test_chunk_ppo_keeps_live_steps_and_raises_the_probability_of_a_rewarded_chunk():
+    from nanorepro.embodied.vla_mbpo import ChunkPPO, PPOConfig
+
+    torch.manual_seed(0)
+    policy = ChunkPolicy(PolicyConfig(horizon=4, channels=8, hidden=32))
+    obs = _obs(4)
+    gen = torch.Generator().manual_seed(1)
+    chunks = torch.stack([policy.sample(obs, gen) for _ in range(2)])          # (T=2, B=4)
+    rollout = {k: torch.stack([obs[k], obs[k]]) for k in ("state", "head", "wrist")}
+    rollout.update(instruction=obs["instruction"], chunk=chunks,
+                   log_prob=torch.stack([chunk_log_prob(policy, obs, c) for c in chunks]).detach(),
+                   reward=torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 0]]),
+                   done=torch.tensor([[True, False, False, False], [False] * 4]),
+                   alive=torch.tensor([[True] * 4, [False, True, True, False]]), last=obs)
+    ppo = ChunkPPO(policy, PPOConfig(lr=1e-3, epochs=10, minibatch=8), seed=0)
+    batch = ppo.transitions(rollout)
+    assert len(batch["advantage"]) == 6                                        # 4 + 2 live steps
+    assert batch["advantage"][0] == batch["advantage"].max()                   # the rewarded chunk
+    before = chunk_log_prob(policy, obs, chunks[0])[0].item()
+    stats = ppo.update(batch)
+    assert chunk_log_prob(policy, obs, chunks[0])[0].item() > before
+    assert set(stats) == {"policy_loss", "value_loss", "clip_fraction", "approx_kl"}
+
+
+def test_sample_starts_draws_from_the_pools_in_proportion_and_refuses_no_pools():
+    from nanorepro.embodied.vla_mbpo import sample_starts
+
+    a = {k: v[:2] for k, v in _obs(2).items()}
+    a["state"] = torch.zeros(2, 30)
+    b = {k: v for k, v in _obs(3).items()}
+    b["state"] = torch.ones(3, 30)
+    gen = torch.Generator().manual_seed(0)
+    out = sample_starts([a, b], [0.25, 0.75], 4000, gen)
+    assert out["head"].shape == (4000, 32, 32, 3)
+    assert out["state"][:, 0].mean().item() == pytest.approx(0.75, abs=0.03)
+    empty = {k: v[:0] for k, v in b.items()}
+    assert sample_starts([a, empty], [0.5, 0.5], 10, gen)["state"].sum() == 0   # empty pools are skipped
+    with pytest.raises(ValueError, match="no start states"):
+        sample_starts([empty], [1.0], 5, gen)
+
+
+def test_policy_loss_weights_each_sample():
+    torch.manual_seed(0)
+    policy = ChunkPolicy(PolicyConfig(horizon=4, channels=8, hidden=32))
+    obs = _obs(3)
+    chunk = torch.cat([torch.rand(3, 4, 2), (torch.rand(3, 4, 1) > 0.5).float()], -1)
+    plain = policy.loss(obs, chunk)
+    assert torch.allclose(policy.loss(obs, chunk, torch.ones(3)), plain)
+    single = [policy.loss({k: v[i:i + 1] for k, v in obs.items()}, chunk[i:i + 1]) for i in range(3)]
+    assert torch.allclose(policy.loss(obs, chunk, torch.tensor([0.0, 3.0, 0.0])), single[1])

@@ -107,6 +107,16 @@ class ChunkPolicy(nn.Module):
         self.state_dim = STATE_DIM if cfg.privileged_state else PROPRIO
         self.out = mlp(2 * d + MAX_WORDS * cfg.word_dim + self.state_dim, cfg.hidden, 5 * cfg.horizon, layers=2)
 
+    def features(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, feature_dim): both views' FiLM-conditioned encodings, the instruction's words, the proprioception."""
+        words = (self.words(obs["instruction"]) + self.word_pos).flatten(1)
+        return torch.cat([self.head(obs["head"], words), self.wrist(obs["wrist"], words), words,
+                          obs["state"][:, :self.state_dim]], 1)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.out[0].in_features
+
     def forward(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(waypoints (B, H, 2), their log-std (B, H, 2), grip logits (B, H)).
 
@@ -114,22 +124,21 @@ class ChunkPolicy(nn.Module):
         output): a chunk spans only ~0.2 of the table, and absolute regression errors of a
         few hundredths swamp the motion it encodes (the policy then stalls).
         """
-        words = (self.words(obs["instruction"]) + self.word_pos).flatten(1)
-        features = torch.cat([self.head(obs["head"], words), self.wrist(obs["wrist"], words), words,
-                              obs["state"][:, :self.state_dim]], 1)
         H = self.cfg.horizon
-        out = self.out(features)
+        out = self.out(self.features(obs))
         offset, log_std = out[:, : 4 * H].view(-1, 2, H, 2).unbind(1)
         waypoints = obs["state"][:, None, :2] + self.cfg.offset_scale * offset
         return waypoints, log_std.clamp(self.cfg.min_log_std, self.cfg.max_log_std), out[:, 4 * H:]
 
-    def loss(self, obs: dict[str, torch.Tensor], chunk: torch.Tensor) -> torch.Tensor:
+    def loss(self, obs: dict[str, torch.Tensor], chunk: torch.Tensor, weights: torch.Tensor | None = None
+             ) -> torch.Tensor:
         """BC loss of the demonstrated chunk (B, H, 3), summed over the chunk, mean over the batch.
 
         Positions, in units of ``offset_scale``: ``l1`` is |chunk - mean| (ACT) plus the
         Gaussian NLL of the detached residual for the log-std (so the std estimates the error
         without steering the mean); ``nll`` is the Gaussian negative log-likelihood. The grip
-        is a Bernoulli: binary cross-entropy.
+        is a Bernoulli: binary cross-entropy. ``weights`` (B,) weight each sample (advantage-weighted
+        regression); the mean over the batch is unweighted without them.
         """
         waypoints, log_std, grip_logits = self(obs)
         z = (chunk[..., :2] - waypoints) / self.cfg.offset_scale
@@ -138,7 +147,8 @@ class ChunkPolicy(nn.Module):
         else:
             position = z.abs() + 1e-2 * (0.5 * (z.detach() / log_std.exp()) ** 2 + log_std)
         grip = F.binary_cross_entropy_with_logits(grip_logits, chunk[..., 2], reduction="none")
-        return position.sum((1, 2)).mean() + grip.sum(1).mean()
+        per_sample = position.sum((1, 2)) + grip.sum(1)
+        return per_sample.mean() if weights is None else (weights * per_sample).mean()
 
     @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:

@@ -15,15 +15,18 @@ branches grow and how long imagined data lives — the two places MBPO ports bre
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nanorepro.embodied.pixel_world_model import PixelWorldModel, gripper_from_head
-from nanorepro.embodied.policy import ChunkPolicy
+from nanorepro.embodied.policy import ChunkPolicy, as_tensors
+from nanorepro.envs.tabletop import Tabletop, TabletopConfig, Task
 from nanorepro.nn.mlp import mlp
 
 
@@ -50,19 +53,22 @@ def chunk_kl(policy: ChunkPolicy, reference: ChunkPolicy, obs: dict[str, torch.T
 
 
 def gae(rewards_TB: torch.Tensor, values_T1B: torch.Tensor, dones_TB: torch.Tensor, gamma: float = 0.99,
-        lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+        lam: float = 0.95, alive_TB: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation over chunk steps (Schulman et al. 2016).
 
     delta_t = r_t + gamma V_{t+1} (1 - d_t) - V_t;  A_t = delta_t + gamma lam (1 - d_t) A_{t+1}.
-    ``values`` has T + 1 rows (the last bootstraps a branch cut short). Returns (A, A + V).
+    ``values`` has T + 1 rows (the last bootstraps a branch cut short). ``alive`` marks the
+    steps that belong to a branch: a branch cut after step t (alive_{t+1} = 0 without d_t)
+    bootstraps from V_{t+1} alone, and steps outside a branch get A = 0. Returns (A, A + V).
     """
     T = rewards_TB.shape[0]
+    alive = torch.ones_like(rewards_TB) if alive_TB is None else alive_TB.float()
     advantages = torch.zeros_like(rewards_TB)
     running = torch.zeros_like(rewards_TB[0])
     for t in reversed(range(T)):
         live = 1.0 - dones_TB[t].float()
         delta = rewards_TB[t] + gamma * values_T1B[t + 1] * live - values_T1B[t]
-        running = delta + gamma * lam * live * running
+        running = (delta + gamma * lam * live * running) * alive[t]
         advantages[t] = running
     return advantages, advantages + values_T1B[:T]
 
@@ -96,18 +102,20 @@ class TwinValue(nn.Module):
 @torch.no_grad()
 def branched_rollouts(policy: ChunkPolicy, world_model: PixelWorldModel, starts: dict[str, torch.Tensor], k: int,
                       max_uncertainty: float, control_dt: float = 0.1, success_threshold: float = 0.5,
-                      generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                      generator: torch.Generator | None = None, deterministic: bool = False
+                      ) -> dict[str, torch.Tensor]:
     """Roll ``k`` chunks from each start (state, head, wrist, instruction) inside the pixel world model.
 
-    Each chunk is sampled from the policy; the world model predicts both views at its end,
-    a success logit (reward 1 and the branch ends when its probability exceeds
-    ``success_threshold``) and an uncertainty (the branch is cut, to be bootstrapped by the
-    critic, once it exceeds ``max_uncertainty``). Proprioception in imagination, **ours**
+    Each chunk is sampled from the policy (its mean with ``deterministic``); the world model
+    predicts both views at its end, a success logit (reward 1 and the branch ends when its
+    probability exceeds ``success_threshold``) and an uncertainty (the branch is cut, to be
+    bootstrapped by the critic, once it exceeds ``max_uncertainty``). Proprioception in imagination, **ours**
     (the paper holds it fixed): the gripper is decoded from the predicted head view, the
     grip is the chunk's last command, the velocity the chunk's mean displacement rate.
     Returns (k, B, ...) tensors: the observations each chunk started from, ``chunk``,
     ``log_prob``, ``reward``, ``done``, ``alive`` (the step is part of the branch) and
-    ``uncertainty``, plus ``last`` — the observations after the final chunk (for bootstrapping).
+    ``uncertainty``, plus ``last`` — the observations after the final chunk (for bootstrapping)
+    — and ``instruction``.
     """
     if policy.cfg.privileged_state:
         raise ValueError("imagined rollouts have no object poses: the policy must not read the privileged state")
@@ -119,7 +127,11 @@ def branched_rollouts(policy: ChunkPolicy, world_model: PixelWorldModel, starts:
                                               "alive", "uncertainty")}
     for _ in range(k):
         current = {**obs, "instruction": instruction}
-        chunk = policy.sample(current, generator)
+        if deterministic:   # the mean waypoints and the likelier grip (evaluation in imagination)
+            mean, _, grip_logits = policy(current)
+            chunk = torch.cat([mean, (grip_logits > 0).float()[..., None]], -1)
+        else:
+            chunk = policy.sample(current, generator)
         log_prob = chunk_log_prob(policy, current, chunk)
         head, wrist, logit, uncertainty = world_model.predict(obs, instruction, chunk)
         success = (logit.sigmoid() > success_threshold) & alive
@@ -135,6 +147,7 @@ def branched_rollouts(policy: ChunkPolicy, world_model: PixelWorldModel, starts:
         obs = {"state": state, "head": _to_uint8(head), "wrist": _to_uint8(wrist)}
     out = {name: torch.stack(values) for name, values in steps.items()}
     out["last"] = {**obs, "instruction": instruction}
+    out["instruction"] = instruction
     return out
 
 
@@ -188,3 +201,166 @@ class ImaginedBuffer:
     def sample(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         idx = torch.randint(len(self), (n,), generator=generator)
         return {k: v[idx] for k, v in self.data.items()}
+
+
+OBS = ("state", "head", "wrist", "instruction")
+STEP_KEYS = ("state", "head", "wrist", "chunk", "log_prob", "reward", "done", "alive")
+
+
+@torch.no_grad()
+def real_rollouts(policy: ChunkPolicy, tasks: list[Task], seed: int, max_steps: int,
+                  generator: torch.Generator | None = None, config: TabletopConfig | None = None
+                  ) -> dict[str, torch.Tensor]:
+    """Chunks sampled from the policy in the real suite, in ``branched_rollouts``' layout.
+
+    Reward 1 (and the episode ends) when the task is solved during a chunk. Also returns
+    ``real_steps``: the control steps the live scenes executed (the real-data budget).
+    """
+    config = config or TabletopConfig(view_size=policy.cfg.view_size)
+    sim = Tabletop(len(tasks), config)
+    obs = as_tensors(sim.reset(tasks, np.random.default_rng(seed)))
+    instruction = obs["instruction"]
+    H = policy.cfg.horizon
+    alive = torch.ones(len(tasks), dtype=torch.bool)
+    steps: dict[str, list] = {n: [] for n in STEP_KEYS}
+    real_steps = 0
+    policy.eval()
+    for _ in range(-(-max_steps // H)):
+        chunk = policy.sample(obs, generator)
+        log_prob = chunk_log_prob(policy, obs, chunk)
+        solved = np.zeros(len(tasks), bool)
+        waypoints = torch.cat([chunk[..., :2].clamp(0, 1), chunk[..., 2:]], -1).numpy()
+        for h in range(H):
+            hold = ~alive.numpy() | solved
+            here = np.concatenate([sim.gripper, sim.grip[:, None]], 1)
+            next_obs, success = sim.step(np.where(hold[:, None], here, waypoints[:, h]))
+            solved |= success
+        real_steps += H * int(alive.sum())
+        success = torch.as_tensor(solved) & alive
+        for name, value in (("state", obs["state"]), ("head", obs["head"]), ("wrist", obs["wrist"]),
+                            ("chunk", chunk), ("log_prob", log_prob), ("reward", success.float()),
+                            ("done", success), ("alive", alive.clone())):
+            steps[name].append(value)
+        alive = alive & ~success
+        obs = as_tensors(next_obs)
+        if not alive.any():
+            break
+    out = {name: torch.stack(values) for name, values in steps.items()}
+    out["last"] = obs
+    out["instruction"] = instruction
+    out["real_steps"] = real_steps
+    return out
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Chunk-level PPO. Clip, gamma and lambda are VLA-MBPO's; the rest is our choice for a small policy."""
+
+    lr: float = 3e-5
+    value_lr: float = 1e-3
+    clip: float = 0.1
+    gamma: float = 0.99
+    lam: float = 0.95
+    epochs: int = 4
+    minibatch: int = 64
+    kl_coef: float = 0.0          # KL(pi || pi_BC) penalty (the paper: none)
+    grad_clip: float = 1.0
+    value_hidden: int = 256
+
+
+class ChunkPPO:
+    """PPO over whole chunks for a ``ChunkPolicy``, with a min-of-two value on the policy's (detached) features.
+
+        batch = ppo.transitions(rollout)      # live steps, GAE advantages and returns
+        stats = ppo.update(batch)             # clipped-ratio policy steps, value regression
+    """
+
+    def __init__(self, policy: ChunkPolicy, cfg: PPOConfig = PPOConfig(), seed: int = 0):
+        self.policy, self.cfg = policy, cfg
+        torch.manual_seed(seed)
+        self.value = TwinValue(policy.feature_dim, cfg.value_hidden)
+        self.reference = copy.deepcopy(policy).requires_grad_(False) if cfg.kl_coef > 0 else None
+        self.policy_opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
+        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def _values(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.value.value(self.policy.features(obs))
+
+    @torch.no_grad()
+    def transitions(self, rollout: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The rollout's live steps, flattened, with GAE advantages and returns (bootstrapped from ``last``)."""
+        T, B = rollout["reward"].shape
+        obs = {k: rollout[k].flatten(0, 1) for k in ("state", "head", "wrist")}
+        obs["instruction"] = rollout["instruction"].repeat(T, 1)
+        self.policy.eval()
+        values = torch.cat([self._values(obs).view(T, B), self._values(rollout["last"])[None]])
+        advantages, returns = gae(rollout["reward"], values, rollout["done"], self.cfg.gamma, self.cfg.lam,
+                                  rollout["alive"])
+        keep = rollout["alive"].flatten()
+        batch = {**obs, "chunk": rollout["chunk"].flatten(0, 1), "log_prob": rollout["log_prob"].flatten(),
+                 "advantage": advantages.flatten(), "return": returns.flatten()}
+        return {k: v[keep] for k, v in batch.items()}
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        cfg = self.cfg
+        n = len(batch["advantage"])
+        advantage = (batch["advantage"] - batch["advantage"].mean()) / (batch["advantage"].std() + 1e-8) \
+            if n > 1 else batch["advantage"]
+        stats = {"policy_loss": 0.0, "value_loss": 0.0, "clip_fraction": 0.0, "approx_kl": 0.0}
+        updates = 0
+        self.policy.train()
+        for _ in range(cfg.epochs):
+            order = torch.randperm(n, generator=self.generator)
+            for i in range(0, n, cfg.minibatch):
+                idx = order[i: i + cfg.minibatch]
+                obs = {k: batch[k][idx] for k in OBS}
+                log_prob = chunk_log_prob(self.policy, obs, batch["chunk"][idx])
+                loss = ppo_clip_loss(log_prob, batch["log_prob"][idx], advantage[idx], cfg.clip)
+                if self.reference is not None:
+                    loss = loss + cfg.kl_coef * chunk_kl(self.policy, self.reference, obs).mean()
+                self.policy_opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
+                self.policy_opt.step()
+                with torch.no_grad():
+                    features = self.policy.features(obs)
+                    log_ratio = log_prob.detach() - batch["log_prob"][idx]
+                value_loss = self.value.loss(features, batch["return"][idx])
+                self.value_opt.zero_grad()
+                value_loss.backward()
+                self.value_opt.step()
+                stats["policy_loss"] += loss.item()
+                stats["value_loss"] += value_loss.item()
+                stats["clip_fraction"] += float(((log_ratio.exp() - 1).abs() > cfg.clip).float().mean())
+                stats["approx_kl"] += float(((log_ratio.exp() - 1) - log_ratio).mean())
+                updates += 1
+        self.policy.eval()
+        return {k: v / max(updates, 1) for k, v in stats.items()}
+
+
+def sample_starts(pools: list[dict[str, torch.Tensor]], weights: list[float], n: int,
+                  generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """``n`` start observations drawn from the non-empty pools in proportion to ``weights``."""
+    live = [(p, w) for p, w in zip(pools, weights, strict=True) if len(p["state"]) and w > 0]
+    if not live:
+        raise ValueError("no start states to branch from")
+    probs = torch.tensor([w for _, w in live], dtype=torch.float)
+    which = torch.multinomial(probs / probs.sum(), n, replacement=True, generator=generator)
+    parts = []
+    for j, (pool, _) in enumerate(live):
+        m = int((which == j).sum())
+        if m:
+            idx = torch.randint(len(pool["state"]), (m,), generator=generator)
+            parts.append({k: pool[k][idx] for k in OBS})
+    return {k: torch.cat([p[k] for p in parts]) for k in OBS}
+
+
+def live_starts(rollout: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The observations at which a rollout's live chunks started (new branch starts)."""
+    T = rollout["reward"].shape[0]
+    keep = rollout["alive"].flatten()
+    obs = {k: rollout[k].flatten(0, 1)[keep] for k in ("state", "head", "wrist")}
+    obs["instruction"] = rollout["instruction"].repeat(T, 1)[keep]
+    return obs
