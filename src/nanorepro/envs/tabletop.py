@@ -330,6 +330,31 @@ class Tabletop:
         head = np.concatenate([self.gripper, self.grip[:, None], self.velocity], 1)
         return np.concatenate([head, per_object.reshape(self.B, -1)], 1).astype(np.float32)
 
+    def load_state(self, state: np.ndarray, tasks: list[Task]) -> dict[str, np.ndarray]:
+        """Set every scene from ``state()`` vectors (B, 30) and their tasks; the inverse of ``state()``.
+
+        Objects whose position is exactly (0, 0) are absent (``state()`` zeroes inactive
+        objects; active ones never touch the corner). Returns the observation.
+        """
+        state = np.asarray(state, dtype=float)
+        if state.shape != (self.B, 5 + 5 * MAX_OBJECTS) or not np.isfinite(state).all():
+            raise ValueError(f"state must be finite and of shape ({self.B}, {5 + 5 * MAX_OBJECTS}), got {state.shape}")
+        if len(tasks) != self.B:
+            raise ValueError(f"need {self.B} tasks, got {len(tasks)}")
+        self._set_tasks(tasks)
+        per_object = state[:, 5:].reshape(self.B, MAX_OBJECTS, 5)
+        self.gripper[:] = state[:, :2]
+        self.grip[:] = state[:, 2] > 0.5
+        self.velocity[:] = state[:, 3:5]
+        self.objects[:] = per_object[..., :2]
+        self.active[:] = (per_object[..., :2] != 0).any(-1)
+        self.colour[:] = np.where(self.active, np.rint(per_object[..., 2] * 4), -1).astype(np.int64)
+        self.shape[:] = np.where(self.active, np.rint(per_object[..., 3]), 0).astype(np.int64)
+        held = (per_object[..., 4] > 0.5) & self.active
+        self.held[:] = np.where(held.any(1), held.argmax(1), -1)
+        self.steps[:] = 0
+        return self.observe()
+
     def render(self, centre: np.ndarray | None = None, window: float = 1.0) -> np.ndarray:
         """(B, P, P, 3) uint8 of the square window of side ``window`` centred at ``centre`` (default: the table)."""
         P, B = self.cfg.view_size, self.B

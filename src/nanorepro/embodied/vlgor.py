@@ -1,0 +1,326 @@
+"""VLGOR's pieces (arXiv 2603.22892): imagined rollouts from (first frame, instruction), counterfactual prompts.
+
+Only VLGOR's abstract was available (``../shared/papers/embodied.md`` §1.1). Confirmed: a model
+fine-tuned to predict future states and actions from an initial image and an instruction,
+counterfactual prompts to diversify the rollouts, offline RL on the result. Everything else is
+**our reconstruction**, after its predecessor KALM (text→rollout generation with rollout→text and
+dynamics auxiliary tasks) and the protocol of ``embodied.md`` §5.3:
+
+    data = rollout_arrays(demos, horizon, chunks)          # first frames, instruction, states, chunks
+    generator = RolloutGenerator(GeneratorConfig()); generator.fit(data)
+    task_cf = counterfactual_task(first_state, task, rng)  # an unseen (colour, relation | zone) in the scene
+    tokens = generator.sample(head, wrist, tokenize(task_cf.text), torch_generator)
+    states, chunks = generator.decode(tokens)              # (B, K+1, 13) dynamic state, (B, K, H, 3)
+    full = full_states(states, first_state)                # back to the suite's 30-d state
+    solved = label_success(full, tasks)                    # the suite's own predicate: the reward
+    keep = disagreement(state_world_model, full, ...) <= threshold   # drop what the world model doubts
+
+The generator is a small causal transformer over one sequence
+``[instruction words | head patches | wrist patches | s_0 a_0 s_1 a_1 ... s_K]``; each state is
+its 13 dynamic dimensions (gripper x, y, grip; every object's x, y — colours and shapes come
+from the real first state) and each chunk its H waypoints, all discretised to 64 bins a dimension.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nanorepro.embodied.policy import to_float
+from nanorepro.embodied.world_model import StateWorldModel
+from nanorepro.envs.tabletop import (
+    MAX_OBJECTS,
+    MAX_WORDS,
+    RELATIONS,
+    SHAPES,
+    VOCAB,
+    ZONES,
+    Tabletop,
+    TabletopConfig,
+    Task,
+    _unseen,
+)
+from nanorepro.nn.transformer import Block
+
+DYNAMIC = np.array([0, 1, 2] + [5 + 5 * k + j for k in range(MAX_OBJECTS) for j in (0, 1)])  # into state()
+HELD_REACH = 0.03   # an imagined object this close to a closed gripper counts as held
+
+
+# --------------------------------------------------------------------------- data
+
+def rollout_arrays(demos: dict[str, np.ndarray], horizon: int, chunks: int) -> dict[str, np.ndarray]:
+    """One row per demonstration: first frames, instruction, the dynamic state every H steps, the chunks.
+
+    Episodes longer than ``chunks`` chunks are cut; shorter ones are padded by holding the
+    last waypoint and the last state (``length`` is the real number of chunks).
+    """
+    episode = demos["episode"]
+    starts = np.searchsorted(episode, np.arange(len(demos["instruction"])))
+    ends = np.searchsorted(episode, np.arange(len(demos["instruction"])), side="right")
+    steps = np.minimum(starts[:, None] + np.arange(chunks * horizon + 1)[None], ends[:, None] - 1)
+    action = demos["action"][steps[:, :-1]].reshape(len(starts), chunks, horizon, 3)
+    states = demos["state"][steps[:, ::horizon]][..., DYNAMIC]
+    return {"head": demos["head"][starts], "wrist": demos["wrist"][starts], "instruction": demos["instruction"],
+            "first_state": demos["state"][starts], "states": states.astype(np.float32),
+            "chunks": action.astype(np.float32), "length": np.minimum(-(-(ends - starts) // horizon), chunks)}
+
+
+def to_bins(x: torch.Tensor, bins: int) -> torch.Tensor:
+    """Values in [0, 1] -> bin ids 0 .. bins-1 (clamped)."""
+    return (x * bins).floor().clamp(0, bins - 1).long()
+
+
+def from_bins(ids: torch.Tensor, bins: int) -> torch.Tensor:
+    """Bin ids -> bin centres."""
+    return (ids.float() + 0.5) / bins
+
+
+def full_states(dynamic_BT13: torch.Tensor, first_state_B30: torch.Tensor) -> torch.Tensor:
+    """(B, T, 30) suite states from imagined dynamic dimensions and the real first state.
+
+    Colours, shapes and which objects exist come from the first state (absent objects stay at
+    zero); velocity is unknown (zero); an object is held when the grip is closed and it is within
+    ``HELD_REACH`` of the gripper (the nearest one). **Ours.**
+    """
+    B, T, _ = dynamic_BT13.shape
+    full = first_state_B30[:, None].repeat(1, T, 1).clone()
+    full[..., DYNAMIC] = dynamic_BT13
+    full[..., 3:5] = 0.0
+    objects = full[..., 5:].reshape(B, T, MAX_OBJECTS, 5).clone()
+    active = (first_state_B30[:, 5:].view(B, 1, MAX_OBJECTS, 5)[..., :2] != 0).any(-1).expand(B, T, MAX_OBJECTS)
+    objects[..., :2] = objects[..., :2] * active[..., None]
+    dist = (objects[..., :2] - full[..., None, :2]).norm(dim=-1).masked_fill(~active, math.inf)
+    nearest = dist.argmin(-1, keepdim=True)
+    held = torch.zeros_like(dist).scatter(-1, nearest, 1.0)
+    held *= ((dist.gather(-1, nearest) <= HELD_REACH) & (full[..., 2:3] > 0.5)).float()
+    objects[..., 4] = held
+    full[..., 5:] = objects.flatten(2)
+    return full
+
+
+def label_success(full_BT30: torch.Tensor, tasks: list[Task]) -> torch.Tensor:
+    """(B, T) the suite's success predicate on every imagined state."""
+    B, T, _ = full_BT30.shape
+    sim = Tabletop(B * T, TabletopConfig(), views=False)
+    sim.load_state(full_BT30.reshape(B * T, -1).numpy(), [t for t in tasks for _ in range(T)])
+    return torch.as_tensor(sim.success()).view(B, T)
+
+
+# --------------------------------------------------------------------------- prompts
+
+def counterfactual_task(first_state: np.ndarray, task: Task, rng: np.random.Generator) -> Task | None:
+    """The task with its slots edited to a combination outside the training set that the scene affords.
+
+    Push: a (colour, relation) pair of the unseen split between two balls in the scene; place:
+    an unseen (colour, zone) pair for a block in the scene. ``None`` for tasks without slots
+    (gather, line up) or when the scene affords no unseen combination. First phrasing.
+    """
+    objects = np.asarray(first_state)[5:].reshape(MAX_OBJECTS, 5)
+    present = (objects[:, :2] != 0).any(1)
+    colour = np.rint(objects[:, 2] * 4).astype(int)
+    balls = sorted(colour[present & (objects[:, 3] == SHAPES.index("ball"))].tolist())
+    blocks = sorted(colour[present & (objects[:, 3] == SHAPES.index("block"))].tolist())
+    options: list[Task] = []
+    if task.kind == "push":
+        options = [Task("push", c, o, relation=r) for c in balls for s, r in enumerate(RELATIONS)
+                   for o in balls if o != c and _unseen(c, s)]
+    elif task.kind == "place":
+        options = [Task("place", c, zone=z) for c in blocks for s, z in enumerate(ZONES) if _unseen(c, s)]
+    return options[int(rng.integers(len(options)))] if options else None
+
+
+def paraphrase_task(task: Task, rng: np.random.Generator) -> Task:
+    """The same task in another phrasing (the no-counterfactual baseline's prompts)."""
+    return Task(task.kind, task.colour, task.other, task.relation, task.zone, phrasing=int(rng.integers(1, 3)))
+
+
+# --------------------------------------------------------------------------- the generator
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    horizon: int = 8
+    chunks: int = 10                # rollout length in chunks (demonstrations average ~9)
+    bins: int = 64
+    view_size: int = 32
+    patch: int = 8
+    d_model: int = 128
+    layers: int = 3
+    heads: int = 4
+    see_image: bool = True          # False: the text-only generator (KALM's analogue), a baseline
+    caption_weight: float = 0.5     # KALM auxiliary task: rollout -> instruction
+    dynamics_weight: float = 0.5    # KALM auxiliary task: (s_t, a_t) -> s_{t+1}
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 3e-4
+
+
+class RolloutGenerator(nn.Module):
+    """Causal transformer: (instruction, first frames) -> s_0 a_0 ... s_K, one bin token at a time."""
+
+    def __init__(self, cfg: GeneratorConfig = GeneratorConfig()):
+        super().__init__()
+        self.cfg = cfg
+        d, S, A = cfg.d_model, len(DYNAMIC), 3 * cfg.horizon
+        self.state_tokens, self.chunk_tokens = S, A
+        self.length = (cfg.chunks + 1) * S + cfg.chunks * A
+        self.patches = (cfg.view_size // cfg.patch) ** 2
+        self.bin_embed = nn.Embedding(cfg.bins, d)
+        self.word_embed = nn.Embedding(len(VOCAB) + 2, d)
+        self.patch_embed = nn.ModuleDict({v: nn.Linear(3 * cfg.patch**2, d) for v in ("head", "wrist")})
+        self.no_image = nn.Parameter(torch.zeros(d))
+        self.word_pos = nn.Parameter(torch.randn(MAX_WORDS, d) * 0.02)
+        self.patch_pos = nn.Parameter(torch.randn(2 * self.patches, d) * 0.02)
+        self.rollout_pos = nn.Parameter(torch.randn(self.length, d) * 0.02)   # which dimension of which step
+        self.blocks = nn.ModuleList(Block(d, cfg.heads) for _ in range(cfg.layers))
+        self.ln = nn.LayerNorm(d)
+        self.bin_head = nn.Linear(d, cfg.bins)
+        self.word_head = nn.Linear(d, len(VOCAB) + 2)
+
+    # ---- token layout
+
+    def encode(self, states_BT13: torch.Tensor, chunks_BKH3: torch.Tensor) -> torch.Tensor:
+        """(B, L) bin ids in sequence order s_0 a_0 s_1 ... s_K."""
+        B, K = chunks_BKH3.shape[:2]
+        s = to_bins(states_BT13, self.cfg.bins)
+        a = to_bins(chunks_BKH3.flatten(2), self.cfg.bins)
+        steps = [torch.cat([s[:, t], a[:, t]], 1) for t in range(K)]
+        return torch.cat([*steps, s[:, K]], 1)
+
+    def decode(self, tokens_BL: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(states (B, K+1, 13), chunks (B, K, H, 3)): bin centres; grips snapped to 0/1."""
+        B, (S, A, K, H) = len(tokens_BL), (self.state_tokens, self.chunk_tokens, self.cfg.chunks, self.cfg.horizon)
+        values = from_bins(tokens_BL, self.cfg.bins)
+        steps = values[:, : K * (S + A)].view(B, K, S + A)
+        states = torch.cat([steps[..., :S], values[:, None, K * (S + A):]], 1)
+        chunks = steps[..., S:].reshape(B, K, H, 3).clone()
+        chunks[..., 2] = (chunks[..., 2] > 0.5).float()
+        states[..., 2] = (states[..., 2] > 0.5).float()
+        return states, chunks
+
+    def _prompt(self, head: torch.Tensor, wrist: torch.Tensor) -> torch.Tensor:
+        """(B, 2 x patches, d): both first frames as patch tokens (or the learned no-image token)."""
+        B, p = len(head), self.cfg.patch
+        if not self.cfg.see_image:
+            return self.no_image.expand(B, 2 * self.patches, -1) + self.patch_pos
+        parts = []
+        for view, images in (("head", head), ("wrist", wrist)):
+            x = F.unfold(to_float(images), p, stride=p).transpose(1, 2)       # (B, patches, 3 p p)
+            parts.append(self.patch_embed[view](x))
+        return torch.cat(parts, 1) + self.patch_pos
+
+    def _words(self, instruction: torch.Tensor) -> torch.Tensor:
+        return self.word_embed(instruction) + self.word_pos
+
+    def _rollout(self, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        return self.bin_embed(tokens) + self.rollout_pos[offset: offset + tokens.shape[1]]
+
+    def _run(self, x: torch.Tensor, cache: list | None = None) -> torch.Tensor:
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache=None if cache is None else cache[i])
+        return self.ln(x)
+
+    # ---- training
+
+    def losses(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
+               ) -> dict[str, torch.Tensor]:
+        """Text->rollout cross-entropy, plus KALM's rollout->text and one-step dynamics auxiliaries."""
+        cfg, S, A = self.cfg, self.state_tokens, self.chunk_tokens
+        tokens = self.encode(batch["states"], batch["chunks"])
+        image = self._prompt(batch["head"], batch["wrist"])
+        words = self._words(batch["instruction"])
+        rollout = self._rollout(tokens)
+        prefix = words.shape[1] + image.shape[1]
+        h = self._run(torch.cat([words, image, rollout[:, :-1]], 1))
+        out = {"rollout": F.cross_entropy(self.bin_head(h[:, prefix - 1:]).flatten(0, 1), tokens.flatten())}
+        if cfg.caption_weight > 0:
+            h = self._run(torch.cat([image, rollout, words[:, :-1]], 1))
+            logits = self.word_head(h[:, image.shape[1] + rollout.shape[1] - 1:])
+            out["caption"] = F.cross_entropy(logits.flatten(0, 1), batch["instruction"].flatten())
+        if cfg.dynamics_weight > 0:
+            t = int(torch.randint(cfg.chunks, (1,), generator=generator))
+            start = t * (S + A)
+            h = self._run(rollout[:, start: start + 2 * S + A - 1])
+            target = tokens[:, start + S + A: start + 2 * S + A]
+            out["dynamics"] = F.cross_entropy(self.bin_head(h[:, S + A - 1:]).flatten(0, 1), target.flatten())
+        out["loss"] = (out["rollout"] + cfg.caption_weight * out.get("caption", 0.0)
+                       + cfg.dynamics_weight * out.get("dynamics", 0.0))
+        return out
+
+    def fit(self, data: dict[str, np.ndarray], seed: int = 0, on_step=None) -> list[float]:
+        """AdamW with warm-up and cosine decay on ``rollout_arrays`` rows; returns the loss curve."""
+        cfg = self.cfg
+        gen = torch.Generator().manual_seed(seed)
+        tensors = {k: torch.as_tensor(data[k]) for k in ("head", "wrist", "instruction", "states", "chunks")}
+        opt = torch.optim.AdamW(self.parameters(), lr=cfg.lr, weight_decay=0.01)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * s / max(cfg.steps, 1))))
+        n, curve = len(tensors["states"]), []
+        self.train()
+        for step in range(cfg.steps):
+            idx = torch.randint(n, (cfg.batch_size,), generator=gen)
+            loss = self.losses({k: v[idx] for k, v in tensors.items()}, gen)["loss"]
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.parameters(), 1.0)
+            opt.step()
+            schedule.step()
+            curve.append(loss.item())
+            if on_step:
+                on_step(step)
+        self.eval()
+        return curve
+
+    # ---- generation
+
+    @torch.no_grad()
+    def sample(self, head: torch.Tensor, wrist: torch.Tensor, instruction: torch.Tensor,
+               generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """(B, L) rollout tokens sampled one at a time with a KV cache (deterministic under ``generator``)."""
+        cache: list = [[] for _ in self.blocks]
+        h = self._run(torch.cat([self._words(instruction), self._prompt(head, wrist)], 1), cache)
+        tokens = []
+        for i in range(self.length):
+            logits = self.bin_head(h[:, -1]) / max(temperature, 1e-6)
+            token = torch.multinomial(logits.softmax(-1), 1, generator=generator)
+            tokens.append(token)
+            if i + 1 < self.length:
+                h = self._run(self._rollout(token, offset=i), cache)
+        return torch.cat(tokens, 1)
+
+
+# --------------------------------------------------------------------------- the filter and the replay check
+
+@torch.no_grad()
+def disagreement(world_model: StateWorldModel, full_BT30: torch.Tensor, instruction_B16: torch.Tensor,
+                 chunks_BKH3: torch.Tensor, steps_B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per rollout, over its first ``steps`` chunks: the largest ensemble disagreement of the state world
+    model, and the largest error between its prediction and the imagined next state (dynamic dims)."""
+    B, K = chunks_BKH3.shape[:2]
+    state = full_BT30[:, :K].reshape(B * K, -1)
+    predicted, _, uncertainty = world_model.predict(state, instruction_B16.repeat_interleave(K, 0),
+                                                    chunks_BKH3.reshape(B * K, *chunks_BKH3.shape[2:]))
+    error = (predicted - full_BT30[:, 1:].reshape(B * K, -1))[:, DYNAMIC].abs().max(-1).values
+    inside = torch.arange(K)[None] < steps_B[:, None]
+    worst = [torch.where(inside, x.view(B, K), torch.zeros(())).max(1).values for x in (uncertainty, error)]
+    return worst[0], worst[1]
+
+
+def replay(first_states: np.ndarray, tasks: list[Task], chunks_BKH3: np.ndarray) -> dict[str, np.ndarray]:
+    """Execute imagined chunks from the real first states in the true suite: success and the states after
+    each chunk (the replay diagnostic)."""
+    B, K, H, _ = chunks_BKH3.shape
+    sim = Tabletop(B, TabletopConfig(), views=False)
+    sim.load_state(first_states, tasks)
+    solved = np.zeros(B, bool)
+    states = []
+    for k in range(K):
+        for h in range(H):
+            _, success = sim.step(chunks_BKH3[:, k, h])
+            solved |= success
+        states.append(sim.state()[:, DYNAMIC])
+    return {"success": solved, "states": np.stack(states, 1)}
