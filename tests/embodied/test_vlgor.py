@@ -136,3 +136,23 @@ def test_disagreement_filter_and_replay_of_real_chunks(demos):
     tasks = [sample_task("train", rng) for _ in range(6)]
     out = replay(data["first_state"], tasks, data["chunks"])
     assert np.abs(out["states"][:, 0] - data["states"][:, 1]).max() < 1e-4
+
+
+def test_end_waypoint_chunks_interpolate_from_the_gripper_and_waypoint_chunks_keep_every_waypoint():
+    states = torch.full((1, 4, 13), 0.5)
+    states[0, 1, :2] = torch.tensor([0.2, 0.8])
+    chunks = torch.zeros(1, 3, 4, 3)
+    chunks[0, 1, :, :2] = torch.tensor([0.3, 0.6])           # chunk 1 ends at (0.3, 0.6), grip closed
+    chunks[0, 1, :, 2] = 1.0
+    end = RolloutGenerator(SMALL)
+    s, c = end.decode(end.encode(states, chunks))
+    start, stop = s[0, 1, :2], c[0, 1, -1, :2]
+    expected = torch.stack([start + (h + 1) / 4 * (stop - start) for h in range(4)])
+    assert torch.allclose(c[0, 1, :, :2], expected) and c[0, 1, :, 2].tolist() == [1.0] * 4
+    assert (stop - torch.tensor([0.3, 0.6])).abs().max() <= 0.5 / 16 + 1e-6
+    full = RolloutGenerator(GeneratorConfig(**{**SMALL.__dict__, "chunk_tokens": "waypoints"}))
+    assert full.length == end.length + 3 * 9
+    chunks[0, 1, 0, :2] = torch.tensor([0.9, 0.1])
+    assert (full.decode(full.encode(states, chunks))[1][0, 1, 0, :2] - torch.tensor([0.9, 0.1])).abs().max() < 0.04
+    with pytest.raises(ValueError, match="chunk_tokens"):
+        RolloutGenerator(GeneratorConfig(chunk_tokens="keypoints"))

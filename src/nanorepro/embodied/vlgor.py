@@ -18,7 +18,8 @@ dynamics auxiliary tasks) and the protocol of ``embodied.md`` §5.3:
 The generator is a small causal transformer over one sequence
 ``[instruction words | head patches | wrist patches | s_0 a_0 s_1 a_1 ... s_K]``; each state is
 its 13 dynamic dimensions (gripper x, y, grip; every object's x, y — colours and shapes come
-from the real first state) and each chunk its H waypoints, all discretised to 64 bins a dimension.
+from the real first state) and each chunk its end waypoint and grip (the waypoints in between
+interpolated; ``chunk_tokens="waypoints"`` keeps all H), all discretised to 64 bins a dimension.
 """
 
 from __future__ import annotations
@@ -148,14 +149,15 @@ class GeneratorConfig:
     bins: int = 64
     view_size: int = 32
     patch: int = 8
-    d_model: int = 128
-    layers: int = 3
+    chunk_tokens: str = "end"       # "end": a chunk is its last waypoint + grip, interpolated (ours); "waypoints"
+    d_model: int = 96
+    layers: int = 2
     heads: int = 4
     see_image: bool = True          # False: the text-only generator (KALM's analogue), a baseline
     caption_weight: float = 0.5     # KALM auxiliary task: rollout -> instruction
     dynamics_weight: float = 0.5    # KALM auxiliary task: (s_t, a_t) -> s_{t+1}
     steps: int = 3000
-    batch_size: int = 32
+    batch_size: int = 16
     lr: float = 3e-4
 
 
@@ -164,8 +166,11 @@ class RolloutGenerator(nn.Module):
 
     def __init__(self, cfg: GeneratorConfig = GeneratorConfig()):
         super().__init__()
+        if cfg.chunk_tokens not in ("end", "waypoints"):
+            raise ValueError(f"chunk_tokens must be 'end' or 'waypoints', got {cfg.chunk_tokens!r}")
         self.cfg = cfg
-        d, S, A = cfg.d_model, len(DYNAMIC), 3 * cfg.horizon
+        d, S = cfg.d_model, len(DYNAMIC)
+        A = 3 if cfg.chunk_tokens == "end" else 3 * cfg.horizon
         self.state_tokens, self.chunk_tokens = S, A
         self.length = (cfg.chunks + 1) * S + cfg.chunks * A
         self.patches = (cfg.view_size // cfg.patch) ** 2
@@ -187,19 +192,29 @@ class RolloutGenerator(nn.Module):
         """(B, L) bin ids in sequence order s_0 a_0 s_1 ... s_K."""
         B, K = chunks_BKH3.shape[:2]
         s = to_bins(states_BT13, self.cfg.bins)
-        a = to_bins(chunks_BKH3.flatten(2), self.cfg.bins)
+        a = to_bins(chunks_BKH3[:, :, -1] if self.cfg.chunk_tokens == "end" else chunks_BKH3.flatten(2), self.cfg.bins)
         steps = [torch.cat([s[:, t], a[:, t]], 1) for t in range(K)]
         return torch.cat([*steps, s[:, K]], 1)
 
     def decode(self, tokens_BL: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(states (B, K+1, 13), chunks (B, K, H, 3)): bin centres; grips snapped to 0/1."""
+        """(states (B, K+1, 13), chunks (B, K, H, 3)): bin centres; grips snapped to 0/1.
+
+        With ``chunk_tokens="end"`` the H waypoints run in a straight line, evenly spaced, from
+        the gripper's position at the chunk's start to its end waypoint, all with the end grip.
+        """
         B, (S, A, K, H) = len(tokens_BL), (self.state_tokens, self.chunk_tokens, self.cfg.chunks, self.cfg.horizon)
         values = from_bins(tokens_BL, self.cfg.bins)
         steps = values[:, : K * (S + A)].view(B, K, S + A)
         states = torch.cat([steps[..., :S], values[:, None, K * (S + A):]], 1)
-        chunks = steps[..., S:].reshape(B, K, H, 3).clone()
-        chunks[..., 2] = (chunks[..., 2] > 0.5).float()
         states[..., 2] = (states[..., 2] > 0.5).float()
+        if self.cfg.chunk_tokens == "end":
+            end, start = steps[..., S:], states[:, :K, None, :2]
+            frac = torch.arange(1, H + 1).float().view(1, 1, H, 1) / H
+            chunks = torch.cat([start + frac * (end[:, :, None, :2] - start),
+                                end[:, :, None, 2:].expand(B, K, H, 1)], -1)
+        else:
+            chunks = steps[..., S:].reshape(B, K, H, 3).clone()
+        chunks[..., 2] = (chunks[..., 2] > 0.5).float()
         return states, chunks
 
     def _prompt(self, head: torch.Tensor, wrist: torch.Tensor) -> torch.Tensor:
