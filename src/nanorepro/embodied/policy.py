@@ -12,6 +12,13 @@ demonstrated chunk starting at every step: ACT's L1 loss on positions (``loss="l
 default; the log-std is fitted to the detached residual) or the Gaussian NLL
 (``loss="nll"``), plus the grip's binary cross-entropy. Executed chunk by chunk: the first
 ``execute`` waypoints of each predicted chunk run open loop (default all H).
+
+``encoder="objects"`` swaps the views for an object-centric transformer over the simulator
+state (privileged; our design): one token for the gripper, one per object (position relative
+to the gripper, colour one-hot, shape, held), one per instruction word; the gripper token's
+output feeds the same head. Attention binds the instruction's colour words to the object
+that carries that colour — the pointer operation an MLP over the flat state fails to learn
+(``docs/tabletop.md``).
 """
 
 from __future__ import annotations
@@ -24,8 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from nanorepro.common.errors import UserError
-from nanorepro.envs.tabletop import MAX_WORDS, VOCAB, Tabletop, TabletopConfig, Task
+from nanorepro.envs.tabletop import COLOURS, MAX_OBJECTS, MAX_WORDS, PAD, VOCAB, Tabletop, TabletopConfig, Task
 from nanorepro.nn.mlp import mlp
+from nanorepro.nn.transformer import Block
 
 PROPRIO = 3  # gripper x, y, grip (not its velocity: BC copies it, the copycat problem): first state entries
 STATE_DIM = 30
@@ -44,6 +52,8 @@ class PolicyConfig:
     execute: int = 0             # waypoints run per predicted chunk; 0 = the whole chunk
     offset_scale: float = 0.1    # waypoints = gripper + offset_scale x network output
     privileged_state: bool = False  # also read the full simulator state (object poses): a diagnostic upper bound
+    encoder: str = "views"       # "views" (CNNs on both cameras) or "objects" (transformer over the state)
+    object_dim: int = 64         # the object encoder's width (2 blocks, 4 heads)
 
 
 def to_float(images_BHWC: torch.Tensor) -> torch.Tensor:
@@ -91,6 +101,35 @@ class ViewEncoder(nn.Module):
         return F.relu(self.proj(torch.cat([spatial_softmax(maps), F.relu(maps).mean((2, 3))], 1)))
 
 
+class ObjectEncoder(nn.Module):
+    """Transformer over [gripper | objects | instruction words] tokens of the simulator state; (B, d) out."""
+
+    def __init__(self, d: int, layers: int = 2, heads: int = 4):
+        super().__init__()
+        self.gripper = nn.Linear(PROPRIO, d)
+        self.object = nn.Linear(2 + len(COLOURS) + 2, d)     # relative x, y; colour one-hot; shape; held
+        self.words = nn.Embedding(len(VOCAB) + 2, d)
+        self.word_pos = nn.Parameter(torch.randn(MAX_WORDS, d) * 0.02)
+        self.kind = nn.Parameter(torch.randn(3, d) * 0.02)   # gripper, object, word
+        self.blocks = nn.ModuleList(Block(d, heads) for _ in range(layers))
+        self.ln = nn.LayerNorm(d)
+
+    def forward(self, state: torch.Tensor, instruction: torch.Tensor) -> torch.Tensor:
+        B = len(state)
+        objects = state[:, 5:].view(B, MAX_OBJECTS, 5)
+        present = (objects[..., :2] != 0).any(-1)
+        colour = F.one_hot((objects[..., 2] * 4).round().long().clamp(0, len(COLOURS) - 1), len(COLOURS)).float()
+        per_object = torch.cat([objects[..., :2] - state[:, None, :2], colour, objects[..., 3:5]], -1)
+        tokens = torch.cat([self.gripper(state[:, None, :PROPRIO]) + self.kind[0],
+                            self.object(per_object) + self.kind[1],
+                            self.words(instruction) + self.word_pos + self.kind[2]], 1)
+        keys = torch.cat([torch.ones(B, 1, dtype=torch.bool), present, instruction != PAD], 1)
+        allowed = keys[:, None, :] | torch.eye(tokens.shape[1], dtype=torch.bool)
+        for block in self.blocks:
+            tokens = block(tokens, allowed=allowed)
+        return self.ln(tokens[:, 0])
+
+
 class ChunkPolicy(nn.Module):
     def __init__(self, cfg: PolicyConfig = PolicyConfig()):
         super().__init__()
@@ -98,7 +137,14 @@ class ChunkPolicy(nn.Module):
             raise UserError(f"policy loss must be 'l1' or 'nll', got {cfg.loss!r}")
         if not 0 <= cfg.execute <= cfg.horizon:
             raise UserError(f"policy execute must be in [0, horizon={cfg.horizon}], got {cfg.execute}")
+        if cfg.encoder not in ("views", "objects"):
+            raise UserError(f"policy encoder must be 'views' or 'objects', got {cfg.encoder!r}")
         self.cfg = cfg
+        if cfg.encoder == "objects":
+            self.objects = ObjectEncoder(cfg.object_dim)
+            self.state_dim = PROPRIO
+            self.out = mlp(cfg.object_dim, cfg.hidden, 5 * cfg.horizon, layers=2)
+            return
         d = cfg.hidden // 2
         self.head = ViewEncoder(cfg.view_size, cfg.channels, d, MAX_WORDS * cfg.word_dim)
         self.wrist = ViewEncoder(cfg.view_size, cfg.channels, d, MAX_WORDS * cfg.word_dim)
@@ -108,7 +154,10 @@ class ChunkPolicy(nn.Module):
         self.out = mlp(2 * d + MAX_WORDS * cfg.word_dim + self.state_dim, cfg.hidden, 5 * cfg.horizon, layers=2)
 
     def features(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(B, feature_dim): both views' FiLM-conditioned encodings, the instruction's words, the proprioception."""
+        """(B, feature_dim): both views' FiLM-conditioned encodings, the instruction's words, the proprioception
+        (or the object encoder's gripper token)."""
+        if self.cfg.encoder == "objects":
+            return self.objects(obs["state"], obs["instruction"])
         words = (self.words(obs["instruction"]) + self.word_pos).flatten(1)
         return torch.cat([self.head(obs["head"], words), self.wrist(obs["wrist"], words), words,
                           obs["state"][:, :self.state_dim]], 1)

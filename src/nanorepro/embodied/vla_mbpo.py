@@ -117,7 +117,7 @@ def branched_rollouts(policy: ChunkPolicy, world_model: PixelWorldModel, starts:
     ``uncertainty``, plus ``last`` — the observations after the final chunk (for bootstrapping)
     — and ``instruction``.
     """
-    if policy.cfg.privileged_state:
+    if policy.cfg.privileged_state or policy.cfg.encoder == "objects":
         raise ValueError("imagined rollouts have no object poses: the policy must not read the privileged state")
     obs = {k_: starts[k_] for k_ in ("state", "head", "wrist")}
     instruction = starts["instruction"]
