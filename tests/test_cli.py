@@ -12,6 +12,7 @@ from nanorepro.report.store import load_result
     [
         (["run", "no_such_experiment"], "unknown experiment 'no_such_experiment'"),
         (["run", "dual_qdm_cliff", "--profile", "huge"], "unknown profile 'huge'"),
+        (["run", "dual_qdm_cliff", "--profile", "gpu"], "unknown profile 'gpu' for dual_qdm_cliff"),
         (["run", "dual_qdm_cliff", "--set", "n_sttes=3"], "unknown config key 'n_sttes'"),
         (["run", "dual_qdm_cliff", "--set", "n_states=many"], "bad value for 'n_states'"),
         (["run", "dual_qdm_cliff", "--set", "horizons=20,10"], "horizons must be distinct, increasing"),
@@ -93,3 +94,16 @@ def test_malformed_result_file_is_reported_by_name(cli, tmp_path):
     code, _, err = cli("report", "--profile", "smoke", "--results", str(tmp_path), "--reports",
                        str(tmp_path / "rep"))
     assert code == 2 and "seed0.json: missing field" in err
+
+
+def test_claim_checks_that_do_not_apply_are_neither_passed_nor_missed():
+    from nanorepro.common.experiment import ClaimCheck
+    from nanorepro.report.render import threshold_text
+
+    check = ClaimCheck("G1", "speed-up on a GPU", lambda runs: runs[0]["speedup"], ">=", 1.15,
+                       applies=lambda runs: all(r["device"] == "cuda" for r in runs))
+    cpu = check.evaluate([{"device": "cpu", "speedup": 0.9}])
+    assert (cpu["passed"], cpu["value"], cpu["applicable"]) == (None, None, False)
+    assert threshold_text(cpu) == "not applicable to these runs"
+    gpu = check.evaluate([{"device": "cuda", "speedup": 1.2}])
+    assert gpu["passed"] is True and gpu["value"] == 1.2 and threshold_text(gpu) == ">= 1.15"

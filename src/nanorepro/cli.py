@@ -45,10 +45,12 @@ def list_experiments() -> None:
                 typer.echo(f"      {check.key}: {check.statement} [{check.threshold_text()}]")
 
 
+PROFILE_HELP = "smoke | quick | full (some experiments add their own, e.g. hybrid_lm's gpu)"
+
 @app.command()
 def run(
     name: str = typer.Argument(..., help="Experiment name (see `nanorepro list`)."),
-    profile: str = typer.Option("quick", "--profile", help="smoke | quick | full"),
+    profile: str = typer.Option("quick", "--profile", help=PROFILE_HELP),
     seed: int = typer.Option(0, "--seed"),
     overrides: list[str] | None = typer.Option(None, "--set", help="Config override key=value (repeatable)."),
     results: Path = RESULTS,
@@ -60,7 +62,7 @@ def run(
     from nanorepro.runner import check_profile, run_one
 
     exp = get_experiment(name)
-    check_profile(profile)
+    check_profile(profile, exp)
     if device not in (None, "auto", "cpu", "cuda"):
         raise UserError(f"unknown device '{device}' (choose from auto, cpu, cuda)")
     with ProgressBoard() as board:
@@ -70,14 +72,15 @@ def run(
     typer.echo(f"{exp.name} ({result['profile']}, seed {seed}) finished in {result['wall_time_s']:.1f}s "
                f"-> {outcome.path}")
     for check in result["claim_checks"]:
-        verdict = {True: "pass", False: "MISS", None: "reported"}[check["passed"]]
+        verdict = "n/a" if check.get("applicable") is False else \
+            {True: "pass", False: "MISS", None: "reported"}[check["passed"]]
         value = "n/a" if check["value"] is None else f"{check['value']:.4g}"
         typer.echo(f"  {check['key']:<4} {verdict:<8} {value:>10}  {check['statement']}")
 
 
 @app.command()
 def reproduce(
-    profile: str = typer.Option("quick", "--profile", help="smoke | quick | full"),
+    profile: str = typer.Option("quick", "--profile", help=PROFILE_HELP),
     only: list[str] | None = typer.Option(None, "--only", help="Experiment name (repeatable)."),
     force: bool = typer.Option(False, "--force", help="Rerun seeds that already have a result."),
     results: Path = RESULTS,
@@ -99,7 +102,7 @@ def reproduce(
 
 @app.command()
 def report(
-    profile: str = typer.Option("full", "--profile", help="smoke | quick | full"),
+    profile: str = typer.Option("full", "--profile", help=PROFILE_HELP),
     results: Path = RESULTS,
     reports: Path = REPORTS,
 ) -> None:

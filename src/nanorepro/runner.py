@@ -33,14 +33,18 @@ class RunOutcome:
     skipped: bool  # an up-to-date stored result was reused
 
 
-def check_profile(profile: str) -> str:
-    if profile not in PROFILES:
-        raise UserError(f"unknown profile '{profile}' (choose from {', '.join(PROFILES)})")
+def check_profile(profile: str, exp: Experiment | None = None) -> str:
+    """Every experiment has the profiles in PROFILES; some add their own (hybrid_lm's "gpu")."""
+    known = list(exp.profiles) if exp is not None else \
+        [*PROFILES, *sorted({p for e in registry().values() for p in e.profiles} - set(PROFILES))]
+    if profile not in known:
+        where = f" for {exp.name}" if exp is not None else ""
+        raise UserError(f"unknown profile '{profile}'{where} (choose from {', '.join(known)})")
     return profile
 
 
 def resolve_config(exp: Experiment, profile: str, overrides: list[str]):
-    config = exp.profiles[check_profile(profile)].config
+    config = exp.profiles[check_profile(profile, exp)].config
     if not overrides:
         validate(config)
         return config, profile
@@ -133,7 +137,7 @@ def reproduce(
     Returns the failures as ``"name seed S: error"`` lines; one failure does not stop the rest.
     """
     check_profile(profile)
-    experiments = select_experiments(only)
+    experiments = [exp for exp in select_experiments(only) if profile in exp.profiles]
     jobs = [(exp, seed) for exp in experiments for seed in range(exp.profiles[profile].seeds)]
     overall = board.task(f"reproduce --profile {profile}", total=len(jobs))
     failures = []

@@ -57,6 +57,7 @@ class ClaimCheck:
     op: Literal[">=", "<=", "in"] = ">="
     threshold: float | tuple[float, float] | None = None
     seed_spread: bool = True  # False where one seed's value is meaningless (a ratio of near-zero means)
+    applies: Callable[[list[Metrics]], bool] | None = None  # e.g. GPU-only targets; else "not applicable"
 
     def judge(self, value: float | None) -> bool | None:
         if self.threshold is None:
@@ -79,6 +80,10 @@ class ClaimCheck:
 
     def evaluate(self, runs: list[Metrics]) -> dict[str, Any]:
         """The check over all seeds, plus the spread of the same measure seed by seed."""
+        if self.applies is not None and not self.applies(runs):
+            return {"key": self.key, "statement": self.statement, "value": None, "seed_std": None,
+                    "n_seeds": len(runs), "op": self.op, "threshold": self.threshold, "passed": None,
+                    "applicable": False}
         value = self.measure(runs)
         per_seed = []
         if self.seed_spread and len(runs) > 1:

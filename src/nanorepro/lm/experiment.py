@@ -91,8 +91,9 @@ def analytic_cache_bytes(model_cfg: HybridConfig, context: int, value_bytes: int
 @torch.no_grad()
 def measured_cache_bytes(model: HybridLM, context: int, chunk: int) -> int:
     """Prefill ``context`` tokens (in chunks) and count the bytes the cache holds."""
-    cache = model.new_cache(1)
-    ids = torch.randint(0, 256, (1, context), generator=torch.Generator().manual_seed(0))
+    device = model.lm_head.weight.device
+    cache = model.new_cache(1, device)
+    ids = torch.randint(0, 256, (1, context), generator=torch.Generator().manual_seed(0)).to(device)
     for start in range(0, context, chunk):
         model(ids[:, start : start + chunk], cache)
     return cache.nbytes()
@@ -111,10 +112,11 @@ def run(cfg: HybridLMConfig, ctx: RunContext) -> Metrics:
                        checkpoint_every=max(1, cfg.steps // 4))
     bar = ctx.task(f"hybrid_lm seed {ctx.seed}", total=len(VARIANTS) * cfg.steps + 2)
     recipe = NVFP4Recipe(rht=cfg.rht, stochastic_rounding=cfg.stochastic_rounding, weight_2d=cfg.weight_2d)
+    autocast = torch.bfloat16 if ctx.device.type == "cuda" else None  # bf16 autocast on CUDA; fp32 on CPU
     models, results = {}, {}
     for variant in VARIANTS:
         torch.manual_seed(ctx.seed)  # the same initialisation for latent and latent_nvfp4
-        model = HybridLM(variant_config(cfg, variant))
+        model = HybridLM(variant_config(cfg, variant)).to(ctx.device)
         nvfp4 = use_nvfp4(model, recipe, cfg.high_precision_last) if variant == "latent_nvfp4" else {}
         if variant in state["done"]:
             model.load_state_dict(state["done"][variant]["weights"])
@@ -128,11 +130,13 @@ def run(cfg: HybridLMConfig, ctx: RunContext) -> Metrics:
 
             t0 = time.perf_counter()
             out = train(model, data.train, data.val, tcfg, seed=ctx.seed, resume=resume, checkpoint=checkpoint,
-                        on_step=lambda _s: bar.advance(1))
+                        on_step=lambda _s: bar.advance(1), autocast_dtype=autocast)
             state["done"][variant] = {"weights": model.state_dict(), "curve": out["curve"],
                                       "seconds": time.perf_counter() - t0}
             state["partial"] = None
             ctx.save_checkpoint(state)
+            ctx.board.log(f"hybrid_lm seed {ctx.seed}: {variant} trained in {state['done'][variant]['seconds']:.0f}s, "
+                          f"val bpb {out['val_bpb']:.4f}")
         done = state["done"][variant]
         models[variant] = model.eval()
         results[variant] = {
@@ -140,11 +144,14 @@ def run(cfg: HybridLMConfig, ctx: RunContext) -> Metrics:
             "params": model.num_parameters(), "active_params": model.num_parameters(active=True), "nvfp4": nvfp4,
         }
 
-    # MTP drafting on held-out files, and decoding speed at batch 1 (plain vs speculative, same prompts).
-    prompts = eval_windows(data.val, cfg.prompt_len, cfg.mtp_prompts)
+    # MTP drafting on held-out files, and decoding speed at batch 1 (plain vs speculative, same prompts;
+    # fp32 weights; one short warm-up of each first, so lazy CUDA initialisation is not timed).
+    prompts = eval_windows(data.val, cfg.prompt_len, cfg.mtp_prompts).to(ctx.device)
     mtp = {}
     for variant in ("latent", "latent_nvfp4"):
         model = models[variant]
+        greedy_decode(model, prompts[:1], 8)
+        speculative_decode(model, prompts[:1], 8)
         plain_s = spec_s = 0.0
         drafted, accepted, rounds, tokens, identical = [0, 0], [0, 0], 0, 0, 0
         for prompt in prompts:
@@ -167,7 +174,7 @@ def run(cfg: HybridLMConfig, ctx: RunContext) -> Metrics:
     # Decode-cache memory: the hybrid against an all-attention model of the same depth.
     hybrid_cfg = variant_config(cfg, "latent")
     attention_cfg = dataclasses.replace(hybrid_cfg, pattern="*" * len(hybrid_cfg.pattern), mtp_depths=0)
-    attention_model = HybridLM(attention_cfg).eval()
+    attention_model = HybridLM(attention_cfg).to(ctx.device).eval()
     cache = []
     for context in cfg.contexts:
         row = {"context": context, "hybrid_analytic": analytic_cache_bytes(hybrid_cfg, context),
@@ -177,7 +184,7 @@ def run(cfg: HybridLMConfig, ctx: RunContext) -> Metrics:
             row["attention_measured"] = measured_cache_bytes(attention_model, context, cfg.prefill_chunk)
         cache.append(row)
     bar.finish()
-    return {"variants": results, "mtp": mtp, "cache": cache, "corpus": data.summary,
+    return {"variants": results, "mtp": mtp, "cache": cache, "corpus": data.summary, "device": ctx.device.type,
             "config": {v: dataclasses.asdict(variant_config(cfg, v)) for v in VARIANTS}}
 
 
@@ -190,6 +197,10 @@ def mean_over(runs: list[Metrics], fn) -> float:
 
 def bpb(variant: str):
     return lambda runs: mean_over(runs, lambda r: r["variants"][variant]["val_bpb"])
+
+
+def on_gpu(run: Metrics) -> bool:
+    return run.get("device", "cpu") == "cuda"  # results from before this field were CPU runs
 
 
 def cache_at_largest(runs: list[Metrics]) -> float:
@@ -215,7 +226,10 @@ CHECKS = (
     ClaimCheck("L4", "Decode cache at the largest context: hybrid / all-attention", cache_at_largest, "<=", 0.25),
     ClaimCheck("L5", "Measured cache bytes vs the analytic formula, worst relative error", cache_formula_error,
                "<=", 0.02),
-    ClaimCheck("R1", "Speculative / plain greedy decoding speed, batch 1, CPU",
+    ClaimCheck("L6", "Speculative / plain greedy decoding speed, batch 1, on a GPU",
+               lambda runs: mean_over(runs, lambda r: r["mtp"]["latent"]["speedup"]), ">=", 1.15,
+               applies=lambda runs: all(on_gpu(r) for r in runs)),
+    ClaimCheck("R1", "Speculative / plain greedy decoding speed, batch 1, on the runs' device",
                lambda runs: mean_over(runs, lambda r: r["mtp"]["latent"]["speedup"])),
     ClaimCheck("R2", "MTP alpha_1 (first draft accepted)",
                lambda runs: mean_over(runs, lambda r: r["mtp"]["latent"]["alpha1"])),
@@ -234,10 +248,11 @@ def tables(runs: list[Metrics]) -> list[Table]:
         rows.append([LABELS[v], f"{bpb(v)(runs):.4f}", f"{first['params'] / 1e6:.2f} M",
                      f"{first['active_params'] / 1e6:.2f} M",
                      f"{statistics.fmean(r['variants'][v]['train_seconds'] for r in runs):.0f} s"])
-    models = Table(f"Validation bits per byte (mean of {len(runs)} seeds), parameters, CPU training time",
+    where = "GPU" if on_gpu(runs[0]) else "CPU"
+    models = Table(f"Validation bits per byte (mean of {len(runs)} seeds), parameters, {where} training time",
                    ["model", "val bpb", "parameters", "active", "train time"], rows)
     m = runs[0]["mtp"]
-    mtp = Table("MTP self-speculative decoding, batch 1, CPU (seed 0)",
+    mtp = Table(f"MTP self-speculative decoding, batch 1, {where} (seed 0)",
                 ["model", "alpha_1", "alpha_2", "tau", "plain tok/s", "speculative tok/s", "speed-up",
                  "identical to greedy"],
                 [[LABELS[v], f"{m[v]['alpha1']:.3f}", f"{m[v]['alpha2']:.3f}", f"{m[v]['tau']:.2f}",
@@ -299,6 +314,9 @@ EXPERIMENT = Experiment(
         "quick": Profile(HybridLMConfig(steps=100, contexts=(1024, 4096, 65536), measure_max_context=4096,
                                         mtp_prompts=4), seeds=1),
         "full": Profile(HybridLMConfig(), seeds=1),
+        # The notes' tiny design and GPU benchmark: d = 256, ~6.5M tokens per model (run with --device cuda).
+        "gpu": Profile(HybridLMConfig(size="nano", batch_size=32, seq_len=512, eval_windows=64,
+                                      measure_max_context=65536, prefill_chunk=4096), seeds=1),
     },
     run=run,
     checks=CHECKS,

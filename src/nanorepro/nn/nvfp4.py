@@ -20,6 +20,7 @@ piece can be switched off (``NVFP4Recipe``) for ablations.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -87,6 +88,7 @@ def quantize_2d(w: torch.Tensor) -> torch.Tensor:
     return q.reshape(*w.shape[:-2], R, Cc)[..., :r, :c].to(w.dtype)
 
 
+@lru_cache(maxsize=4)
 def hadamard16(signs_seed: int = 0) -> torch.Tensor:
     """diag(s) H16 / 4: Sylvester's Hadamard matrix with one fixed random sign vector; orthogonal."""
     H = torch.ones(1, 1)
@@ -101,7 +103,7 @@ def rht_tokens(a: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
     n, k = a.shape[-2:]
     pad = (-n) % BLOCK
     tiles = F.pad(a, (0, 0, 0, pad)).reshape(*a.shape[:-2], -1, BLOCK, k)
-    return torch.einsum("ij,...tik->...tjk", M.to(a.dtype), tiles).reshape(*a.shape[:-2], -1, k)
+    return torch.einsum("ij,...tik->...tjk", M.to(a), tiles).reshape(*a.shape[:-2], -1, k)
 
 
 class _NVFP4Linear(torch.autograd.Function):
@@ -113,8 +115,9 @@ class _NVFP4Linear(torch.autograd.Function):
         x2 = x if batched else x.reshape(-1, x.shape[-1])
         wq = quantize_2d(weight) if recipe.weight_2d else quantize_1d(weight)
         ctx.save_for_backward(x2, weight, wq)
-        ctx.recipe, ctx.shape = recipe, x.shape
-        y = quantize_1d(x2) @ wq.transpose(-1, -2)
+        ctx.recipe, ctx.shape, ctx.x_dtype = recipe, x.shape, x.dtype
+        with torch.autocast(x.device.type, enabled=False):  # exact products of the quantized operands, fp32 sums
+            y = quantize_1d(x2.float()) @ wq.float().transpose(-1, -2)
         return y if batched else y.reshape(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
@@ -132,7 +135,7 @@ class _NVFP4Linear(torch.autograd.Function):
             a, b = rht_tokens(a, M), rht_tokens(b, M)
         dw = quantize_1d(a.transpose(-1, -2), stochastic=r.stochastic_rounding) @ \
             quantize_1d(b.transpose(-1, -2)).transpose(-1, -2)
-        return dx.reshape(ctx.shape).to(dy.dtype), dw.to(weight.dtype), None
+        return dx.reshape(ctx.shape).to(ctx.x_dtype), dw.to(weight.dtype), None
 
 
 def nvfp4_linear(x: torch.Tensor, weight: torch.Tensor, recipe: NVFP4Recipe) -> torch.Tensor:

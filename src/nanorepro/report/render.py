@@ -75,6 +75,8 @@ def measurement_text(check: dict) -> str:
 
 
 def threshold_text(check: dict) -> str:
+    if check.get("applicable") is False:
+        return "not applicable to these runs"
     if check["threshold"] is None:
         return "reported"
     if check["op"] == "in":
