@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from functools import lru_cache
 from pathlib import Path
@@ -19,8 +20,8 @@ def git_commit() -> str:
             ["git", "status", "--porcelain", "--untracked-files=no"],
             cwd=here, capture_output=True, text=True, timeout=5, check=True,
         ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    except (OSError, subprocess.SubprocessError):  # a copy without .git may name its commit
+        return os.environ.get("NANOREPRO_GIT_COMMIT", "unknown")
     return f"{commit}+dirty" if dirty else commit
 
 
