@@ -1,6 +1,6 @@
 """Pilot: how well VLGOR's rollout generator imagines rollouts on Tabletop (not a claim check).
 
-    python scripts/pilot_vlgor_generator.py [--demos 200] [--steps 1500] [--seed 0]
+    python scripts/pilot_vlgor_generator.py [--demos 200] [--steps 1500] [--seed 0] [--state-prompt]
 
 Trains the generator (sees both first frames) and the text-only one on training-task
 demonstrations, then, from the first frames of 100 held-out training tasks, samples one rollout
@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--demos", type=int, default=200)
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--state-prompt", action="store_true", help="the image generator is also given s_0")
+    parser.add_argument("--image-only", action="store_true", help="skip the text-only generator")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rng = np.random.default_rng(args.seed)
@@ -48,13 +50,14 @@ def main() -> None:
     tasks = [sample_task("train", rng) for _ in range(100)]
     obs = Tabletop(len(tasks)).reset(tasks, np.random.default_rng(args.seed + 1))
     edited = [counterfactual_task(s, t, rng) or t for s, t in zip(obs["state"], tasks, strict=True)]
-    out: dict = {"demos": args.demos, "steps": args.steps, "seed": args.seed,
+    out: dict = {"demos": args.demos, "steps": args.steps, "seed": args.seed, "state_prompt": args.state_prompt,
                  "counterfactual_edited": sum(e is not t for e, t in zip(edited, tasks, strict=True))}
     first = torch.as_tensor(obs["state"])
-    for see_image in (True, False):
+    for see_image in (True,) if args.image_only else (True, False):
         name = "image" if see_image else "text_only"
         torch.manual_seed(args.seed)
-        generator = RolloutGenerator(GeneratorConfig(steps=args.steps, see_image=see_image))
+        generator = RolloutGenerator(GeneratorConfig(steps=args.steps, see_image=see_image,
+                                                     state_prompt=see_image and args.state_prompt))
         t0 = time.time()
         curve = generator.fit(data, seed=args.seed)
         out[f"{name}_train_s"] = round(time.time() - t0, 1)
@@ -63,7 +66,7 @@ def main() -> None:
             words = torch.as_tensor(np.stack([tokenize(t.text) for t in prompt_tasks]))
             t0 = time.time()
             tokens = generator.sample(torch.as_tensor(obs["head"]), torch.as_tensor(obs["wrist"]), words,
-                                      torch.Generator().manual_seed(args.seed))
+                                      torch.Generator().manual_seed(args.seed), first_state=first[:, DYNAMIC])
             sample_s = time.time() - t0
             states, chunks = generator.decode(tokens)
             imagined = label_success(full_states(states, first), prompt_tasks).any(1).numpy()

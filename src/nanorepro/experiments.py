@@ -85,6 +85,7 @@ _EXPERIMENT_MODULES: tuple[tuple[str, str], ...] = (
     ("nanorepro.med3d.experiment", "EXPERIMENT"),
     ("nanorepro.embodied.sup_experiment", "EXPERIMENT"),
     ("nanorepro.embodied.vla_mbpo_experiment", "EXPERIMENT"),
+    ("nanorepro.embodied.vlgor_experiment", "EXPERIMENT"),
 )
 
 

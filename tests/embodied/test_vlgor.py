@@ -4,18 +4,21 @@ import torch
 
 from nanorepro.embodied.demos import make_demos
 from nanorepro.embodied.vlgor import (
+    DELTA_RANGE,
     DYNAMIC,
     GeneratorConfig,
     RolloutGenerator,
     counterfactual_task,
     disagreement,
     from_bins,
+    from_delta_bins,
     full_states,
     label_success,
     paraphrase_task,
     replay,
     rollout_arrays,
     to_bins,
+    to_delta_bins,
 )
 from nanorepro.envs.tabletop import RELATIONS, ZONES, Tabletop, Task, _unseen, sample_task
 
@@ -114,6 +117,28 @@ def test_generator_losses_fall_and_sampling_is_deterministic_under_a_seed(demos)
                        blind.losses(other, torch.Generator().manual_seed(0))["rollout"])
 
 
+def test_a_state_prompted_generator_opens_with_the_given_first_state_and_is_not_scored_on_it(demos):
+    data = rollout_arrays(demos, horizon=4, chunks=3)
+    batch = {k: torch.as_tensor(data[k]) for k in ("head", "wrist", "instruction", "states", "chunks")}
+    torch.manual_seed(0)
+    gen = RolloutGenerator(GeneratorConfig(**{**SMALL.__dict__, "state_prompt": True}))
+    first = batch["states"][:, 0]
+    tokens = gen.sample(batch["head"], batch["wrist"], batch["instruction"], torch.Generator().manual_seed(0),
+                        first_state=first)
+    assert tokens.shape == (6, gen.length) and torch.equal(tokens[:, :13], to_bins(first, 16))
+    with pytest.raises(ValueError, match="needs the first state"):
+        gen.sample(batch["head"], batch["wrist"], batch["instruction"])
+    # s_0 is context: the rollout loss is the cross-entropy of every token after it, written out by hand.
+    out = gen.losses(batch, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ids = gen.encode(batch["states"], batch["chunks"])
+        x = torch.cat([gen._words(batch["instruction"]), gen._prompt(batch["head"], batch["wrist"]),
+                       gen._rollout(ids)[:, :-1]], 1)
+        logits = gen.bin_head(gen._run(x))[:, 16 + 2 * gen.patches - 1 + 13:]
+    expected = torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 13:].flatten())
+    assert out["rollout"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
 def test_disagreement_filter_and_replay_of_real_chunks(demos):
     data = rollout_arrays(demos, horizon=4, chunks=3)
 
@@ -149,10 +174,32 @@ def test_end_waypoint_chunks_interpolate_from_the_gripper_and_waypoint_chunks_ke
     start, stop = s[0, 1, :2], c[0, 1, -1, :2]
     expected = torch.stack([start + (h + 1) / 4 * (stop - start) for h in range(4)])
     assert torch.allclose(c[0, 1, :, :2], expected) and c[0, 1, :, 2].tolist() == [1.0] * 4
-    assert (stop - torch.tensor([0.3, 0.6])).abs().max() <= 0.5 / 16 + 1e-6
-    full = RolloutGenerator(GeneratorConfig(**{**SMALL.__dict__, "chunk_tokens": "waypoints"}))
+    assert (stop - torch.tensor([0.3, 0.6])).abs().max() <= 0.5 * 2 * DELTA_RANGE / (16 - 2) + 1e-6
+    full = RolloutGenerator(GeneratorConfig(**{**SMALL.__dict__, "chunk_tokens": "waypoints", "values": "absolute"}))
     assert full.length == end.length + 3 * 9
     chunks[0, 1, 0, :2] = torch.tensor([0.9, 0.1])
     assert (full.decode(full.encode(states, chunks))[1][0, 1, 0, :2] - torch.tensor([0.9, 0.1])).abs().max() < 0.04
     with pytest.raises(ValueError, match="chunk_tokens"):
         RolloutGenerator(GeneratorConfig(chunk_tokens="keypoints"))
+    with pytest.raises(ValueError, match="delta"):
+        RolloutGenerator(GeneratorConfig(chunk_tokens="waypoints"))
+
+
+def test_delta_tokens_have_an_exact_zero_and_their_rounding_never_accumulates():
+    gen = RolloutGenerator(GeneratorConfig(chunks=10, d_model=16, layers=1))
+    step = 2 * DELTA_RANGE / (64 - 2)
+    assert from_delta_bins(to_delta_bins(torch.zeros(3), 64), 64).abs().max() == 0
+    walk = torch.rand(4, 1, 13).mul(0.6).add(0.2) + torch.randn(4, 11, 13).mul(0.03).cumsum(1)
+    walk = walk.clamp(0, 1)
+    walk[..., 2] = (torch.rand(4, 11) > 0.5).float()
+    walk[:, :, 7:] = walk[:, :1, 7:]                                  # these objects never move
+    chunks = torch.rand(4, 10, 8, 3)
+    chunks[..., :2] = (walk[:, :10, None, :2] + 0.2 * (chunks[..., :2] - 0.5)).clamp(0, 1)  # within reach
+    chunks[..., 2] = (chunks[..., 2] > 0.5).float()
+    ids = gen.encode(walk, chunks)
+    states, decoded = gen.decode(ids)
+    assert (states[:, 1:, [0, 1, 3, 4, 5, 6]] - walk[:, 1:, [0, 1, 3, 4, 5, 6]]).abs().max() <= step / 2 + 1e-5
+    assert torch.equal(states[..., 2], walk[..., 2]) and torch.equal(decoded[:, :, -1, 2], chunks[:, :, -1, 2])
+    assert (decoded[:, :, -1, :2] - chunks[:, :, -1, :2]).abs().max() <= step / 2 + 1e-5
+    moves = ids[:, 13:].view(4, 10, 16)[:, :, 3 + 7:]                # state changes of the static objects
+    assert (moves == 64 // 2 - 1).all()

@@ -217,7 +217,8 @@ class ChunkPolicy(nn.Module):
 
 
 def as_tensors(obs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {k: torch.as_tensor(obs[k]) for k in ("state", "head", "wrist", "instruction")}
+    """The observation's arrays as tensors (the views only where rendered)."""
+    return {k: torch.as_tensor(obs[k]) for k in ("state", "head", "wrist", "instruction") if k in obs}
 
 
 def chunk_targets(action: np.ndarray, episode: np.ndarray, horizon: int) -> np.ndarray:
@@ -235,29 +236,60 @@ def demo_tensors(data: dict[str, np.ndarray], horizon: int) -> tuple[dict[str, t
     return obs, torch.as_tensor(chunk_targets(data["action"], data["episode"], horizon))
 
 
-def train_bc(policy: ChunkPolicy, data: dict[str, np.ndarray], steps: int, batch_size: int = 64, lr: float = 1e-3,
-             seed: int = 0, on_step=None, grad_clip: float | None = None) -> list[float]:
-    """Behaviour cloning on demonstration arrays (``demos.load_demos`` format), AdamW with a cosine-decayed
-    learning rate (and gradient-norm clipping when ``grad_clip`` is set); returns the loss curve."""
-    gen = torch.Generator().manual_seed(seed)
-    obs, targets = demo_tensors(data, policy.cfg.horizon)
-    opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
+@dataclass
+class Pool:
+    """Rows a policy imitates: observations (dict of tensors), target chunks (N, H, 3), optional weights (N,)."""
+
+    obs: dict[str, torch.Tensor]
+    chunk: torch.Tensor
+    weights: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.chunk)
+
+
+def fit_policy(policy: ChunkPolicy, pools: list[Pool], steps: int, batch_size: int, lr: float,
+               generator: torch.Generator, fractions: list[float] | None = None, cosine: bool = True,
+               weight_decay: float = 1e-4, grad_clip: float | None = None, on_step=None) -> list[float]:
+    """(Weighted) regression of the policy onto its pools' chunks: each batch draws ``fractions`` of its rows
+    from each pool (all from the first by default); AdamW, cosine-decayed when ``cosine``. Returns the losses."""
+    fractions = fractions or [1.0] + [0.0] * (len(pools) - 1)
+    sizes = [round(f * batch_size) for f in fractions]
+    sizes[0] += batch_size - sum(sizes)
+    opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1)) if cosine else None
+    weighted = any(p.weights is not None for p in pools)
     policy.train()
     curve = []
     for step in range(steps):
-        batch = torch.randint(len(targets), (batch_size,), generator=gen)
-        loss = policy.loss({k: v[batch] for k, v in obs.items()}, targets[batch])
+        parts = [(pool, torch.randint(len(pool), (n,), generator=generator)) for pool, n in zip(pools, sizes,
+                                                                                              strict=True) if n]
+        obs = {k: torch.cat([pool.obs[k][idx] for pool, idx in parts]) for k in parts[0][0].obs}
+        chunk = torch.cat([pool.chunk[idx] for pool, idx in parts])
+        weights = torch.cat([torch.ones(len(idx)) if pool.weights is None else pool.weights[idx]
+                             for pool, idx in parts]) if weighted else None
+        loss = policy.loss(obs, chunk, weights)
         opt.zero_grad()
         loss.backward()
         if grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip)
         opt.step()
-        schedule.step()
+        if schedule is not None:
+            schedule.step()
         curve.append(loss.item())
         if on_step:
             on_step(step)
+    policy.eval()
     return curve
+
+
+def train_bc(policy: ChunkPolicy, data: dict[str, np.ndarray], steps: int, batch_size: int = 64, lr: float = 1e-3,
+             seed: int = 0, on_step=None, grad_clip: float | None = None) -> list[float]:
+    """Behaviour cloning on demonstration arrays (``demos.load_demos`` format), AdamW with a cosine-decayed
+    learning rate (and gradient-norm clipping when ``grad_clip`` is set); returns the loss curve."""
+    obs, targets = demo_tensors(data, policy.cfg.horizon)
+    return fit_policy(policy, [Pool(obs, targets)], steps, batch_size, lr, torch.Generator().manual_seed(seed),
+                      grad_clip=grad_clip, on_step=on_step)
 
 
 def rollout(policy: ChunkPolicy, tasks: list[Task], seed: int, max_steps: int = 300,
@@ -270,7 +302,7 @@ def rollout(policy: ChunkPolicy, tasks: list[Task], seed: int, max_steps: int = 
     chunk (the data a world model's success head is scored on).
     """
     config = config or TabletopConfig(view_size=policy.cfg.view_size)
-    sim = Tabletop(len(tasks), config)
+    sim = Tabletop(len(tasks), config, views=record or policy.cfg.encoder == "views")  # objects: state only
     obs = sim.reset(tasks, np.random.default_rng(seed))
     solved = np.zeros(len(tasks), bool)
     H = policy.cfg.horizon
@@ -281,7 +313,7 @@ def rollout(policy: ChunkPolicy, tasks: list[Task], seed: int, max_steps: int = 
     for _ in range(-(-max_steps // execute)):
         chunk = policy.act(obs)
         live = np.flatnonzero(~solved)
-        start = {k: obs[k][live] for k in ("state", "head", "wrist", "instruction")}
+        start = {k: obs[k][live] for k in ("state", "head", "wrist", "instruction")} if record else {}
         for h in range(execute):
             waypoint = np.where(solved[:, None], np.concatenate([sim.gripper, sim.grip[:, None]], 1), chunk[:, h])
             obs, success = sim.step(np.concatenate([waypoint[:, :2], (waypoint[:, 2:] > 0.5)], 1))

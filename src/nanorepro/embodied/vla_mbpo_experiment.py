@@ -31,8 +31,9 @@ import torch
 from nanorepro.common.experiment import ClaimCheck, Experiment, Metrics, Profile, RunContext, Table
 from nanorepro.embodied.demos import make_demos
 from nanorepro.embodied.experiment import _demo_chunks, _mean
+from nanorepro.embodied.offline_rl import advantage_weights, fit_critics
 from nanorepro.embodied.pixel_world_model import PixelWorldModel, PixelWorldModelConfig, VQConfig, token_transitions
-from nanorepro.embodied.policy import ChunkPolicy, PolicyConfig, as_tensors, evaluate, train_bc
+from nanorepro.embodied.policy import ChunkPolicy, PolicyConfig, Pool, as_tensors, evaluate, fit_policy, train_bc
 from nanorepro.embodied.vla_mbpo import (
     OBS,
     BranchSchedule,
@@ -44,9 +45,8 @@ from nanorepro.embodied.vla_mbpo import (
     real_rollouts,
     sample_starts,
 )
-from nanorepro.embodied.world_model import chunk_starts, features
+from nanorepro.embodied.world_model import chunk_starts
 from nanorepro.envs.tabletop import Tabletop, TabletopConfig, sample_task
-from nanorepro.rl.iql import IQL, IQLConfig, awr_weights
 
 IMAGINED = {"k1": (1, "interleaved"), "k2": (2, "interleaved"), "k3": (3, "interleaved"),
             "k2_independent": (2, "independent"), "full": (0, "interleaved")}   # 0: the whole episode
@@ -112,40 +112,16 @@ def _iql_finetune(policy: ChunkPolicy, demos: dict[str, np.ndarray], cfg: VlaMbp
     rows = chunk_starts(demos["episode"], H)
     instruction = torch.as_tensor(demos["instruction"][demos["episode"][rows]])
     chunk = torch.as_tensor(demos["action"][rows[:, None] + np.arange(H)])
-    none = chunk[:, :0]
-
-    def vector(state_rows):
-        return features(torch.as_tensor(demos["state"][state_rows]), instruction, none)
-
-    solved = torch.as_tensor(demos["solved"][rows + H - 1]).float()
-    data = {"obs": vector(rows), "act": chunk.flatten(1), "rew": solved, "next_obs": vector(rows + H), "done": solved}
-    torch.manual_seed(seed)
-    act_dim = data["act"].shape[1]
-    iql = IQL(data["obs"].shape[1], act_dim, torch.zeros(act_dim), torch.ones(act_dim), IQLConfig())
+    solved = torch.as_tensor(demos["solved"][rows + H - 1])
+    transitions = {"state": torch.as_tensor(demos["state"][rows]), "instruction": instruction, "chunk": chunk,
+                   "reward": solved, "next_state": torch.as_tensor(demos["state"][rows + H]), "done": solved}
     gen = torch.Generator().manual_seed(seed)
-    for _ in range(cfg.iql_steps):
-        idx = torch.randint(len(rows), (256,), generator=gen)
-        info = iql.update({k: v[idx] for k, v in data.items()})
-    images = {k: torch.as_tensor(demos[k][rows]) for k in ("state", "head", "wrist")}
-    opt = torch.optim.AdamW(policy.parameters(), lr=1e-4, weight_decay=1e-4)
-    policy.train()
-    weights_seen = []
-    for _ in range(cfg.awr_steps):
-        idx = torch.randint(len(rows), (64,), generator=gen)
-        with torch.no_grad():
-            q = torch.min(*iql.critic_target(data["obs"][idx], data["act"][idx]))
-            weights = awr_weights(q - iql.value(data["obs"][idx]).squeeze(-1), iql.config.beta,
-                                  iql.config.max_weight)
-        obs = {**{k: v[idx] for k, v in images.items()}, "instruction": instruction[idx]}
-        loss = policy.loss(obs, chunk[idx], weights)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
-        opt.step()
-        weights_seen.append(weights)
-    policy.eval()
-    w = torch.cat(weights_seen)
-    return {"critic_loss": float(info["critic_loss"]), "weight_mean": float(w.mean()), "weight_max": float(w.max())}
+    iql, info = fit_critics(transitions, cfg.iql_steps, seed, gen)
+    weights = advantage_weights(iql, transitions["state"], instruction, chunk)
+    obs = {**{k: torch.as_tensor(demos[k][rows]) for k in ("state", "head", "wrist")}, "instruction": instruction}
+    fit_policy(policy, [Pool(obs, chunk, weights)], cfg.awr_steps, 64, 1e-4, gen, cosine=False, grad_clip=1.0)
+    return {"critic_loss": info.get("critic_loss", float("nan")), "weight_mean": float(weights.mean()),
+            "weight_max": float(weights.max())}
 
 
 def vla_mbpo_run(cfg: VlaMbpoConfig, ctx: RunContext) -> Metrics:

@@ -9,7 +9,8 @@ dynamics auxiliary tasks) and the protocol of ``embodied.md`` §5.3:
     data = rollout_arrays(demos, horizon, chunks)          # first frames, instruction, states, chunks
     generator = RolloutGenerator(GeneratorConfig()); generator.fit(data)
     task_cf = counterfactual_task(first_state, task, rng)  # an unseen (colour, relation | zone) in the scene
-    tokens = generator.sample(head, wrist, tokenize(task_cf.text), torch_generator)
+    tokens = generator.sample(head, wrist, tokenize(task_cf.text), torch_generator,
+                              first_state=s0)                # s0: the real first state's DYNAMIC dims
     states, chunks = generator.decode(tokens)              # (B, K+1, 13) dynamic state, (B, K, H, 3)
     full = full_states(states, first_state)                # back to the suite's 30-d state
     solved = label_success(full, tasks)                    # the suite's own predicate: the reward
@@ -81,6 +82,19 @@ def from_bins(ids: torch.Tensor, bins: int) -> torch.Tensor:
     return (ids.float() + 0.5) / bins
 
 
+DELTA_RANGE = 0.5   # changes in [-0.5, 0.5] on bins - 1 levels with an exact zero
+
+
+def to_delta_bins(delta: torch.Tensor, bins: int) -> torch.Tensor:
+    """Changes -> ids 0 .. bins-2 (id bins/2 - 1 is exactly zero), rounded to the nearest level, clamped."""
+    centre, step = bins // 2 - 1, 2 * DELTA_RANGE / (bins - 2)
+    return ((delta / step).round().clamp(-centre, centre) + centre).long()
+
+
+def from_delta_bins(ids: torch.Tensor, bins: int) -> torch.Tensor:
+    return (ids.float() - (bins // 2 - 1)) * (2 * DELTA_RANGE / (bins - 2))
+
+
 def full_states(dynamic_BT13: torch.Tensor, first_state_B30: torch.Tensor) -> torch.Tensor:
     """(B, T, 30) suite states from imagined dynamic dimensions and the real first state.
 
@@ -150,10 +164,12 @@ class GeneratorConfig:
     view_size: int = 32
     patch: int = 8
     chunk_tokens: str = "end"       # "end": a chunk is its last waypoint + grip, interpolated (ours); "waypoints"
+    values: str = "delta"           # "delta": changes from the previous state / the gripper (ours); "absolute"
     d_model: int = 96
     layers: int = 2
     heads: int = 4
     see_image: bool = True          # False: the text-only generator (KALM's analogue), a baseline
+    state_prompt: bool = False      # s_0 is given (the first frame's state, read off exactly), not generated (ours)
     caption_weight: float = 0.5     # KALM auxiliary task: rollout -> instruction
     dynamics_weight: float = 0.5    # KALM auxiliary task: (s_t, a_t) -> s_{t+1}
     steps: int = 3000
@@ -168,6 +184,8 @@ class RolloutGenerator(nn.Module):
         super().__init__()
         if cfg.chunk_tokens not in ("end", "waypoints"):
             raise ValueError(f"chunk_tokens must be 'end' or 'waypoints', got {cfg.chunk_tokens!r}")
+        if cfg.values not in ("delta", "absolute") or (cfg.values == "delta" and cfg.chunk_tokens != "end"):
+            raise ValueError(f"values must be 'absolute', or 'delta' with end-waypoint chunks; got {cfg.values!r}")
         self.cfg = cfg
         d, S = cfg.d_model, len(DYNAMIC)
         A = 3 if cfg.chunk_tokens == "end" else 3 * cfg.horizon
@@ -189,12 +207,39 @@ class RolloutGenerator(nn.Module):
     # ---- token layout
 
     def encode(self, states_BT13: torch.Tensor, chunks_BKH3: torch.Tensor) -> torch.Tensor:
-        """(B, L) bin ids in sequence order s_0 a_0 s_1 ... s_K."""
+        """(B, L) bin ids in sequence order s_0 a_0 s_1 ... s_K.
+
+        ``values="delta"``: s_0 absolute; then every chunk's end waypoint relative to the gripper and
+        every state relative to the previous one, each taken from the *decoded* previous state (so
+        rounding errors never accumulate), on ``delta_bins``; grips stay absolute.
+        """
         B, K = chunks_BKH3.shape[:2]
-        s = to_bins(states_BT13, self.cfg.bins)
-        a = to_bins(chunks_BKH3[:, :, -1] if self.cfg.chunk_tokens == "end" else chunks_BKH3.flatten(2), self.cfg.bins)
-        steps = [torch.cat([s[:, t], a[:, t]], 1) for t in range(K)]
-        return torch.cat([*steps, s[:, K]], 1)
+        bins = self.cfg.bins
+        if self.cfg.values == "absolute":
+            s = to_bins(states_BT13, bins)
+            a = to_bins(chunks_BKH3[:, :, -1] if self.cfg.chunk_tokens == "end" else chunks_BKH3.flatten(2), bins)
+            steps = [torch.cat([s[:, t], a[:, t]], 1) for t in range(K)]
+            return torch.cat([*steps, s[:, K]], 1)
+        ids = [to_bins(states_BT13[:, 0], bins)]
+        state = self._first_state(ids[0])
+        for t in range(K):
+            end = chunks_BKH3[:, t, -1]
+            ids.append(torch.cat([to_delta_bins(end[:, :2] - state[:, :2], bins), to_bins(end[:, 2:], bins)], 1))
+            change = to_delta_bins(states_BT13[:, t + 1] - state, bins)
+            change[:, 2] = to_bins(states_BT13[:, t + 1, 2], bins)
+            ids.append(change)
+            state = self._next_state(state, change)
+        return torch.cat(ids, 1)
+
+    def _first_state(self, ids_B13: torch.Tensor) -> torch.Tensor:
+        state = from_bins(ids_B13, self.cfg.bins)
+        state[:, 2] = (state[:, 2] > 0.5).float()
+        return state
+
+    def _next_state(self, state: torch.Tensor, change_ids: torch.Tensor) -> torch.Tensor:
+        nxt = (state + from_delta_bins(change_ids, self.cfg.bins)).clamp(0.0, 1.0)
+        nxt[:, 2] = (from_bins(change_ids[:, 2], self.cfg.bins) > 0.5).float()
+        return nxt
 
     def decode(self, tokens_BL: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(states (B, K+1, 13), chunks (B, K, H, 3)): bin centres; grips snapped to 0/1.
@@ -203,17 +248,28 @@ class RolloutGenerator(nn.Module):
         the gripper's position at the chunk's start to its end waypoint, all with the end grip.
         """
         B, (S, A, K, H) = len(tokens_BL), (self.state_tokens, self.chunk_tokens, self.cfg.chunks, self.cfg.horizon)
-        values = from_bins(tokens_BL, self.cfg.bins)
-        steps = values[:, : K * (S + A)].view(B, K, S + A)
-        states = torch.cat([steps[..., :S], values[:, None, K * (S + A):]], 1)
-        states[..., 2] = (states[..., 2] > 0.5).float()
-        if self.cfg.chunk_tokens == "end":
-            end, start = steps[..., S:], states[:, :K, None, :2]
-            frac = torch.arange(1, H + 1).float().view(1, 1, H, 1) / H
-            chunks = torch.cat([start + frac * (end[:, :, None, :2] - start),
-                                end[:, :, None, 2:].expand(B, K, H, 1)], -1)
+        if self.cfg.values == "absolute":
+            values = from_bins(tokens_BL, self.cfg.bins)
+            steps = values[:, : K * (S + A)].view(B, K, S + A)
+            states = torch.cat([steps[..., :S], values[:, None, K * (S + A):]], 1)
+            states[..., 2] = (states[..., 2] > 0.5).float()
+            action = steps[..., S:]
         else:
-            chunks = steps[..., S:].reshape(B, K, H, 3).clone()
+            state, states, ends = self._first_state(tokens_BL[:, :S]), [], []
+            for t in range(K):
+                a = tokens_BL[:, S + t * (S + A): S + t * (S + A) + A]
+                ends.append(torch.cat([(state[:, :2] + from_delta_bins(a[:, :2], self.cfg.bins)).clamp(0.0, 1.0),
+                                       from_bins(a[:, 2:], self.cfg.bins)], 1))
+                states.append(state)
+                state = self._next_state(state, tokens_BL[:, (t + 1) * (S + A): (t + 1) * (S + A) + S])
+            states, action = torch.stack([*states, state], 1), torch.stack(ends, 1)
+        if self.cfg.chunk_tokens == "end":
+            start = states[:, :K, None, :2]
+            frac = torch.arange(1, H + 1).float().view(1, 1, H, 1) / H
+            chunks = torch.cat([start + frac * (action[:, :, None, :2] - start),
+                                action[:, :, None, 2:].expand(B, K, H, 1)], -1)
+        else:
+            chunks = action.reshape(B, K, H, 3).clone()
         chunks[..., 2] = (chunks[..., 2] > 0.5).float()
         return states, chunks
 
@@ -251,7 +307,9 @@ class RolloutGenerator(nn.Module):
         rollout = self._rollout(tokens)
         prefix = words.shape[1] + image.shape[1]
         h = self._run(torch.cat([words, image, rollout[:, :-1]], 1))
-        out = {"rollout": F.cross_entropy(self.bin_head(h[:, prefix - 1:]).flatten(0, 1), tokens.flatten())}
+        given = S if cfg.state_prompt else 0     # a given s_0 is context, not a target
+        out = {"rollout": F.cross_entropy(self.bin_head(h[:, prefix - 1 + given:]).flatten(0, 1),
+                                          tokens[:, given:].flatten())}
         if cfg.caption_weight > 0:
             h = self._run(torch.cat([image, rollout, words[:, :-1]], 1))
             logits = self.word_head(h[:, image.shape[1] + rollout.shape[1] - 1:])
@@ -294,12 +352,21 @@ class RolloutGenerator(nn.Module):
 
     @torch.no_grad()
     def sample(self, head: torch.Tensor, wrist: torch.Tensor, instruction: torch.Tensor,
-               generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
-        """(B, L) rollout tokens sampled one at a time with a KV cache (deterministic under ``generator``)."""
+               generator: torch.Generator | None = None, temperature: float = 1.0,
+               first_state: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) rollout tokens sampled one at a time with a KV cache (deterministic under ``generator``).
+        With ``state_prompt`` the first state's 13 dynamic dimensions (``first_state``) open the rollout."""
         cache: list = [[] for _ in self.blocks]
-        h = self._run(torch.cat([self._words(instruction), self._prompt(head, wrist)], 1), cache)
+        prompt = [self._words(instruction), self._prompt(head, wrist)]
         tokens = []
-        for i in range(self.length):
+        if self.cfg.state_prompt:
+            if first_state is None:
+                raise ValueError("a generator with state_prompt=True needs the first state to sample from")
+            given = to_bins(first_state, self.cfg.bins)
+            prompt.append(self._rollout(given))
+            tokens = list(given.split(1, dim=1))
+        h = self._run(torch.cat(prompt, 1), cache)
+        for i in range(len(tokens), self.length):
             logits = self.bin_head(h[:, -1]) / max(temperature, 1e-6)
             token = torch.multinomial(logits.softmax(-1), 1, generator=generator)
             tokens.append(token)
