@@ -1,6 +1,7 @@
 """Pilot: how well VLGOR's rollout generator imagines rollouts on Tabletop (not a claim check).
 
     python scripts/pilot_vlgor_generator.py [--demos 200] [--steps 1500] [--seed 0] [--state-prompt]
+                                            [--image-only] [--values delta|absolute]
 
 Trains the generator (sees both first frames) and the text-only one on training-task
 demonstrations, then, from the first frames of 100 held-out training tasks, samples one rollout
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--state-prompt", action="store_true", help="the image generator is also given s_0")
     parser.add_argument("--image-only", action="store_true", help="skip the text-only generator")
+    parser.add_argument("--values", default="delta", choices=("delta", "absolute"), help="rollout token values")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rng = np.random.default_rng(args.seed)
@@ -51,12 +53,13 @@ def main() -> None:
     obs = Tabletop(len(tasks)).reset(tasks, np.random.default_rng(args.seed + 1))
     edited = [counterfactual_task(s, t, rng) or t for s, t in zip(obs["state"], tasks, strict=True)]
     out: dict = {"demos": args.demos, "steps": args.steps, "seed": args.seed, "state_prompt": args.state_prompt,
+                 "values": args.values,
                  "counterfactual_edited": sum(e is not t for e, t in zip(edited, tasks, strict=True))}
     first = torch.as_tensor(obs["state"])
     for see_image in (True,) if args.image_only else (True, False):
         name = "image" if see_image else "text_only"
         torch.manual_seed(args.seed)
-        generator = RolloutGenerator(GeneratorConfig(steps=args.steps, see_image=see_image,
+        generator = RolloutGenerator(GeneratorConfig(steps=args.steps, see_image=see_image, values=args.values,
                                                      state_prompt=see_image and args.state_prompt))
         t0 = time.time()
         curve = generator.fit(data, seed=args.seed)
