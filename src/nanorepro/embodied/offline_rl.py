@@ -40,11 +40,11 @@ def fit_critics(transitions: dict[str, torch.Tensor], steps: int, seed: int, gen
     torch.manual_seed(seed)
     act_dim = data["act"].shape[1]
     iql = IQL(data["obs"].shape[1], act_dim, torch.zeros(act_dim), torch.ones(act_dim), config)
-    info: dict[str, float] = {}
+    info: dict[str, torch.Tensor] = {}
     for _ in range(steps):
         idx = torch.randint(len(data["obs"]), (batch_size,), generator=generator)
-        info = {k: float(v) for k, v in iql.update({k: v[idx] for k, v in data.items()}).items()}
-    return iql, info
+        info = iql.update({k: v[idx] for k, v in data.items()})
+    return iql, {k: float(v) for k, v in info.items()}
 
 
 @torch.no_grad()
