@@ -39,6 +39,7 @@ class SACConfig:
     learn_alpha: bool = True  # False: fixed temperature init_alpha
     target_entropy: float | None = None  # None: -dim(A)
     batch_size: int = 256
+    critics: int = 2  # 2: twin Q with min (SAC); 1: a single Q (IQ-Learn's MuJoCo recipe)
 
 
 class TanhGaussianActor(nn.Module):
@@ -77,14 +78,25 @@ class TanhGaussianActor(nn.Module):
 
 
 class TwinQ(nn.Module):
-    def __init__(self, obs_dim: int, act_dim: int, hidden: int, layers: int):
-        super().__init__()
-        self.q1 = mlp(obs_dim + act_dim, hidden, 1, layers)
-        self.q2 = mlp(obs_dim + act_dim, hidden, 1, layers)
+    """Two independent Q networks (``critics=1``: just one); ``forward`` returns a tuple of Q values."""
 
-    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int, layers: int, critics: int = 2):
+        super().__init__()
+        if critics not in (1, 2):
+            raise ValueError(f"critics must be 1 or 2, got {critics}")
+        self.q1 = mlp(obs_dim + act_dim, hidden, 1, layers)
+        self.q2 = mlp(obs_dim + act_dim, hidden, 1, layers) if critics == 2 else None
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = torch.cat([obs, act], dim=-1)
+        if self.q2 is None:
+            return (self.q1(x).squeeze(-1),)
         return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+
+
+def min_q(qs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The pessimistic estimate min_j Q_j (the only Q when there is one)."""
+    return qs[0] if len(qs) == 1 else torch.minimum(qs[0], qs[1])
 
 
 class SAC(nn.Module):
@@ -96,13 +108,13 @@ class SAC(nn.Module):
         high = torch.as_tensor(high, dtype=torch.float32).reshape(act_dim)
         self.config = config
         self.actor = TanhGaussianActor(obs_dim, act_dim, low, high, config.hidden, config.layers)
-        self.critic = TwinQ(obs_dim, act_dim, config.hidden, config.layers)
+        self.critic = TwinQ(obs_dim, act_dim, config.hidden, config.layers, config.critics)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.tensor(math.log(config.init_alpha)), requires_grad=config.learn_alpha)
         self.target_entropy = -float(act_dim) if config.target_entropy is None else config.target_entropy
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=config.alpha_lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, fused=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, fused=True)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=config.alpha_lr, fused=True)
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -114,32 +126,38 @@ class SAC(nn.Module):
         obs, act, rew, next_obs, done = (batch[k] for k in ("obs", "act", "rew", "next_obs", "done"))
         with torch.no_grad():
             next_act, next_logp = self.actor.sample(next_obs)
-            q1_t, q2_t = self.critic_target(next_obs, next_act)
-            target = rew + cfg.gamma * (1 - done) * (torch.min(q1_t, q2_t) - self.alpha * next_logp)
-        q1, q2 = self.critic(obs, act)
-        critic_loss = ((q1 - target) ** 2).mean() + ((q2 - target) ** 2).mean()
+            target = rew + cfg.gamma * (1 - done) * (min_q(self.critic_target(next_obs, next_act))
+                                                     - self.alpha * next_logp)
+        qs = self.critic(obs, act)
+        critic_loss = sum(((q - target) ** 2).mean() for q in qs)
+        self.step_critic(critic_loss)
+        info = self.update_actor(obs)
+        self.update_targets()
+        return {"critic_loss": critic_loss.detach(), "q": qs[0].detach().mean(), **info}
+
+    def step_critic(self, loss: torch.Tensor) -> None:
         self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
+        loss.backward()
         self.critic_opt.step()
 
+    def update_actor(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """L_pi = E[alpha log pi(a~|s) - min_j Q_j(s, a~)], then the temperature step (if learned)."""
         new_act, logp = self.actor.sample(obs)
-        q_new = torch.min(*self.critic(obs, new_act))
-        actor_loss = (self.alpha * logp - q_new).mean()
+        actor_loss = (self.alpha * logp - min_q(self.critic(obs, new_act))).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_opt.step()
-
-        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
-        if cfg.learn_alpha:
+        if self.config.learn_alpha:
+            alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
             self.alpha_opt.zero_grad(set_to_none=True)
             alpha_loss.backward()
             self.alpha_opt.step()
+        return {"actor_loss": actor_loss.detach(), "alpha": self.alpha, "entropy": -logp.detach().mean()}
 
-        with torch.no_grad():
-            for p, p_t in zip(self.critic.parameters(), self.critic_target.parameters(), strict=True):
-                p_t.lerp_(p, cfg.tau)
-        return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(),
-                "alpha": self.alpha, "q": q1.detach().mean(), "entropy": -logp.detach().mean()}
+    @torch.no_grad()
+    def update_targets(self) -> None:
+        for p, p_t in zip(self.critic.parameters(), self.critic_target.parameters(), strict=True):
+            p_t.lerp_(p, self.config.tau)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
