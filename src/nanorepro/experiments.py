@@ -76,6 +76,7 @@ SYSTEMS: tuple[System, ...] = (
 # module path -> attribute holding its Experiment; imported lazily (torch-heavy modules).
 _EXPERIMENT_MODULES: tuple[tuple[str, str], ...] = (
     ("nanorepro.imitation.cliff", "EXPERIMENT"),
+    ("nanorepro.imitation.mujoco_experiment", "EXPERIMENT"),
     ("nanorepro.braking.experiment", "EXPERIMENT"),
     ("nanorepro.lm.experiment", "EXPERIMENT"),
     ("nanorepro.llm_rl.experiment", "REVAL_EXPERIMENT"),

@@ -85,7 +85,8 @@ def validate(config: Any) -> None:
 
 
 def config_dict(config: Any) -> dict[str, Any]:
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    """The config's fields as plain values (nested dataclasses, e.g. per-env settings, become dicts)."""
+    return dataclasses.asdict(config)
 
 
 def config_hash(config: Any) -> str:
