@@ -11,8 +11,9 @@ normalised return (R - R_random) / (R_expert - R_random) averaged over the last
 Per-env hyperparameters of the Q-based learners (box, lambda, temperature, actor lr,
 value term) are those of Dual Q-DM's launch script; IQ-E and IQ-M share everything but
 the regulariser, so each comparison changes one thing. Networks are 128 wide (the
-paper's 256 cost 2.7x per update here) and a learner updates every 2nd env step
-(the paper: 500k updates); docs/dual_qdm.md lists what is our reconstruction.
+paper's 256 cost 2.3x per update here; benchmarks/bench_imitation.py) and a learner
+updates every 2nd env step (the paper: 500k updates); docs/dual_qdm.md lists what is
+our reconstruction.
 """
 
 from __future__ import annotations
