@@ -232,6 +232,20 @@ def test_online_learners_run_through_one_interface(name):
         make_learner("nope")
 
 
+@pytest.mark.parametrize("learn", [False, True])
+def test_temperature_is_fixed_unless_learned_and_the_curve_carries_update_diagnostics(learn):
+    cfg = ImitationConfig(hidden=16, batch_size=8, subsample=1, demo_episodes=2, temperature=0.5,
+                          learn_temperature=learn)
+    fit = DualQDM(cfg).fit("Pendulum-v1", _demos(), Budget(env_steps=60, start_steps=20, eval_every=30,
+                                                              eval_episodes=2, eval_max_steps=5), seed=1)
+    alphas = [row["update"]["alpha"] for row in fit.curve]
+    assert {"r_hat_expert", "r_hat_replay", "penalty", "entropy"} <= set(fit.curve[-1]["update"])
+    if learn:  # 40 steps of SAC's temperature update have moved it
+        assert alphas[0] != pytest.approx(0.5) and alphas[1] != pytest.approx(alphas[0])
+    else:
+        assert alphas == pytest.approx([0.5, 0.5])
+
+
 def test_dual_qdm_is_importable_from_the_package_and_refuses_mismatched_demos():
     with pytest.raises(UserError, match="observations have shape"):
         DualQDM().fit("MountainCarContinuous-v0", _demos(), Budget(env_steps=10, start_steps=5, eval_every=5))

@@ -18,8 +18,9 @@ The critic objectives (per batch of B expert and B replay transitions, mix = bot
     L_DualQ = -mean_E[r_hat] + value term + lambda mean_mix[relu(l - r_hat)^2 + relu(r_hat - u)^2]
 
 The actor of every Q-based learner takes SAC's step towards softmax(Q / alpha) at a fixed
-temperature alpha; GAIL's SAC learns its temperature. All online learners share the loop
-of ``rl.online`` (absorbing states for terminating envs) and SAC's networks (``rl.sac``).
+temperature alpha (``learn_temperature=True``: SAC's automatic one); GAIL's SAC learns its
+temperature. All online learners share the loop of ``rl.online`` (absorbing states for
+terminating envs) and SAC's networks (``rl.sac``).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class ImitationConfig:
     tau: float = 0.005
     critic_lr: float = 3e-4
     actor_lr: float = 3e-5  # IQ-Learn's MuJoCo default
-    temperature: float = 0.01  # fixed alpha of the Q-based learners
+    temperature: float = 0.01  # alpha of the Q-based learners (fixed, or the start when learned)
+    learn_temperature: bool = False  # True: SAC's temperature step towards entropy -dim(A) (GAIL always learns)
     batch_size: int = 256  # per source: B expert + B replay transitions
     critics: int = 1  # IQ-Learn's MuJoCo recipe uses one Q with a target copy
     value_term: ValueTerm = "mix"
@@ -154,7 +156,7 @@ def check_setup(env: EnvSpec, demos: Demos) -> tuple[int, int, np.ndarray, np.nd
 def sac_agent(obs_dim: int, act_dim: int, low, high, cfg: ImitationConfig, **overrides) -> SAC:
     sac_cfg = SACConfig(hidden=cfg.hidden, layers=cfg.layers, gamma=cfg.gamma, tau=cfg.tau,
                         actor_lr=cfg.actor_lr, critic_lr=cfg.critic_lr, init_alpha=cfg.temperature,
-                        learn_alpha=False, batch_size=cfg.batch_size, critics=cfg.critics)
+                        learn_alpha=cfg.learn_temperature, batch_size=cfg.batch_size, critics=cfg.critics)
     return SAC(obs_dim, act_dim, low, high, replace(sac_cfg, **overrides))
 
 

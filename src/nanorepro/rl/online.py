@@ -147,8 +147,9 @@ def run_online(env: EnvSpec, learner: OnlineLearner, budget: Budget, seed: int, 
                ) -> tuple[list[dict], ReplayBuffer]:
     """The loop in the module docstring; returns the learning curve and the replay buffer.
 
-    Curve rows: {"env_step", "return_mean", "return_std", "returns"}; ``advance(n)`` is
-    called with env steps done (progress bars).
+    Curve rows: {"env_step", "return_mean", "return_std", "returns", "update"} where "update"
+    holds the scalars the latest ``learner.update`` returned (losses, alpha, r_hat, ...:
+    one sync per evaluation); ``advance(n)`` is called with env steps done (progress bars).
     """
     budget.validate()
     train_env = make_env(env)
@@ -160,6 +161,7 @@ def run_online(env: EnvSpec, learner: OnlineLearner, budget: Budget, seed: int, 
     train_env.action_space.seed(seed)
     obs, _ = train_env.reset(seed=seed)
     curve: list[dict] = []
+    last_update: dict[str, torch.Tensor] | None = None  # the latest update's diagnostics, read at evaluations
     for step in range(1, budget.env_steps + 1):
         if step <= budget.start_steps:
             action = train_env.action_space.sample()
@@ -180,12 +182,13 @@ def run_online(env: EnvSpec, learner: OnlineLearner, budget: Budget, seed: int, 
         if terminated or truncated:
             obs, _ = train_env.reset()
         if step > budget.start_steps and step % budget.update_every == 0:
-            learner.update(replay, generator)
+            last_update = learner.update(replay, generator)
         if step % budget.eval_every == 0:
             returns = evaluate(lambda o: learner.act(o, deterministic=True), env, budget.eval_episodes,
                                seed=10_000 + seed * 1000, max_steps=budget.eval_max_steps, absorbing=absorbing)
             curve.append({"env_step": step, "return_mean": float(returns.mean()),
-                          "return_std": float(returns.std()), "returns": returns.tolist()})
+                          "return_std": float(returns.std()), "returns": returns.tolist(),
+                          "update": {k: float(v) for k, v in (last_update or {}).items()}})
             if on_eval is not None:
                 on_eval(curve[-1])
         if advance is not None and step % 1000 == 0:
