@@ -290,7 +290,10 @@ def imitation_make_experts(
     hidden: int = typer.Option(128, "--hidden", help="Width of SAC's two hidden layers."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Train a SAC expert and write its demonstrations (+ a JSON sidecar with returns and versions)."""
+    """Train a SAC expert and write its demonstrations (+ a JSON sidecar with returns and versions).
+
+    Interrupted? Run the same command again: it resumes from OUT's .ckpt.safetensors.
+    """
     from nanorepro.imitation.experts import ExpertConfig, make_experts
 
     cfg = ExpertConfig(steps=steps, episodes=episodes, hidden=hidden, seed=seed,

@@ -207,6 +207,33 @@ def test_make_experts_command_writes_valid_demos(tmp_path, capsys):
     assert "NoSuchEnv" in capsys.readouterr().err
 
 
+def test_make_experts_resumes_an_interrupted_run_from_its_checkpoint(tmp_path, monkeypatch):
+    from nanorepro.common.checkpoint import load_checkpoint, save_checkpoint
+    from nanorepro.imitation import experts
+
+    cfg = experts.ExpertConfig(steps=600, start_steps=100, eval_every=200, hidden=16, batch_size=32, episodes=1)
+    out, saves = tmp_path / "pendulum.npz", []
+
+    def save_then_crash(path, state):
+        save_checkpoint(path, state)
+        saves.append(state["loop"]["step"])
+        if saves == [200, 400]:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(experts, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        experts.make_experts("Pendulum-v1", out, cfg)
+    ckpt = experts.checkpoint_path(out)
+    assert ckpt.exists() and not out.exists()
+    interrupted = load_checkpoint(ckpt)["loop"]["curve"]
+    demos = experts.make_experts("Pendulum-v1", out, cfg)
+    assert saves == [200, 400, 600]  # the second run continued at 400 rather than starting again
+    curve = demos.meta["expert"]["learning_curve"]
+    assert [step for step, _ in curve] == [200, 400, 600]
+    assert [ret for _, ret in curve[:2]] == [round(row["return_mean"], 1) for row in interrupted]
+    assert not ckpt.exists() and load_demos(out).n_episodes == 1
+
+
 def test_bc_reproduces_the_demonstrated_actions(tmp_path):
     demos = _demos()
     clipped = Demos(**{k: getattr(demos, k) for k in FIELDS if k != "actions"},

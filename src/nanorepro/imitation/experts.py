@@ -6,6 +6,11 @@ The expert is plain SAC (``rl.sac``, auto temperature) run through ``rl.online.r
 on the env's reward; its deterministic policy a = centre + scale tanh(mean(s)) then plays
 ``episodes`` episodes, recorded into the format of ``imitation.demos``. A uniform random
 policy's mean return over as many episodes goes into the sidecar for normalisation.
+
+Resumable: the training state (networks, optimisers, replay, RNGs, curve) is checkpointed
+after every evaluation to ``OUT.ckpt.safetensors``; running the same command again
+continues from it (a fresh episode starts at the checkpoint), and the file is removed once
+the demonstrations are written.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from nanorepro.common.checkpoint import load_checkpoint, save_checkpoint
 from nanorepro.common.errors import UserError
 from nanorepro.common.provenance import git_commit
 from nanorepro.imitation.demos import Demos, save_demos
@@ -77,11 +83,25 @@ def make_experts(env: EnvSpec, out: str | Path, config: ExpertConfig = ExpertCon
                     eval_episodes=5)
     task = board.task(f"SAC expert {env_id(env)}", config.steps) if board else None
     log = board.log if board else (lambda m: None)
+    ckpt_path, owner = checkpoint_path(out), {"env_id": env_id(env), "config": asdict(config)}
+    resume, seconds_before = None, 0.0
+    if ckpt_path.exists():
+        saved = load_checkpoint(ckpt_path)
+        if {k: saved.get(k) for k in owner} == owner:
+            resume, seconds_before = saved["loop"], saved["train_seconds"]
+            log(f"resuming from {ckpt_path} at step {resume['step']}")
+        else:
+            log(f"ignoring checkpoint {ckpt_path}: it belongs to a different env or settings")
     start = time.perf_counter()
+
+    def save(loop: dict) -> None:
+        save_checkpoint(ckpt_path, {**owner, "loop": loop,
+                                    "train_seconds": seconds_before + time.perf_counter() - start})
+
     curve, _ = run_online(env, SACLearner(agent, config.batch_size), budget, config.seed,
                           on_eval=lambda row: log(f"  step {row['env_step']}: return {row['return_mean']:.0f}"),
-                          advance=task.advance if task else None)
-    train_seconds = time.perf_counter() - start
+                          advance=task.advance if task else None, save=save, resume=resume)
+    train_seconds = seconds_before + time.perf_counter() - start
 
     def expert_policy(obs):
         return agent.act(torch.as_tensor(obs, dtype=torch.float32)[None], deterministic=True)[0].numpy()
@@ -112,4 +132,11 @@ def make_experts(env: EnvSpec, out: str | Path, config: ExpertConfig = ExpertCon
     }
     demos = Demos(**arrays, meta=meta)
     save_demos(out, demos)
+    ckpt_path.unlink(missing_ok=True)
     return demos
+
+
+def checkpoint_path(out: str | Path) -> Path:
+    """Where an interrupted ``make_experts`` keeps its state (next to the demo file; removed when done)."""
+    out = Path(out)
+    return out.with_name(out.name.removesuffix(".npz") + ".ckpt.safetensors")

@@ -86,7 +86,10 @@ def with_absorbing(batch: dict[str, torch.Tensor], random_actions: torch.Tensor)
 
 
 class OnlineLearner(Protocol):
-    """What the loop needs: act on a batch of (flagged) observations, and one update from replay."""
+    """What the loop needs: act on a batch of (flagged) observations, and one update from replay.
+
+    Resumable runs also need ``training_state()`` / ``load_training_state(state)``.
+    """
 
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor: ...
 
@@ -143,13 +146,19 @@ def replay_spec(obs_dim: int, act_dim: int) -> dict[str, tuple[int, ...]]:
 
 
 def run_online(env: EnvSpec, learner: OnlineLearner, budget: Budget, seed: int, absorbing: bool = False,
-               on_eval: Callable[[dict], None] | None = None, advance: Callable[[int], None] | None = None
+               on_eval: Callable[[dict], None] | None = None, advance: Callable[[int], None] | None = None,
+               save: Callable[[dict], None] | None = None, resume: dict | None = None
                ) -> tuple[list[dict], ReplayBuffer]:
     """The loop in the module docstring; returns the learning curve and the replay buffer.
 
     Curve rows: {"env_step", "return_mean", "return_std", "returns", "update"} where "update"
     holds the scalars the latest ``learner.update`` returned (losses, alpha, r_hat, ...:
     one sync per evaluation); ``advance(n)`` is called with env steps done (progress bars).
+
+    Resuming: after each evaluation ``save(state)`` receives the loop's state (step, curve,
+    replay, ``learner.training_state()``, RNG states); ``resume=state`` continues from it. The
+    episode that was in progress is not restored (a fresh one starts, seeded by the step),
+    so a resumed run is a valid continuation, not a bit-identical replay.
     """
     budget.validate()
     train_env = make_env(env)
@@ -158,11 +167,21 @@ def run_online(env: EnvSpec, learner: OnlineLearner, budget: Budget, seed: int, 
     replay = ReplayBuffer(min(budget.replay_capacity, budget.env_steps + budget.env_steps // 2),
                           replay_spec(obs_dim, act_dim))
     generator = torch.Generator().manual_seed(seed)
-    train_env.action_space.seed(seed)
-    obs, _ = train_env.reset(seed=seed)
     curve: list[dict] = []
+    first = 1
+    if resume is not None:
+        first = resume["step"] + 1
+        curve = list(resume["curve"])
+        replay.load_state_dict(resume["replay"])
+        learner.load_training_state(resume["learner"])
+        generator.set_state(resume["generator"])
+        torch.set_rng_state(resume["torch_rng"])
+        if advance is not None:
+            advance(resume["step"] - resume["step"] % 1000)
+    train_env.action_space.seed(seed + first - 1)
+    obs, _ = train_env.reset(seed=seed + first - 1)
     last_update: dict[str, torch.Tensor] | None = None  # the latest update's diagnostics, read at evaluations
-    for step in range(1, budget.env_steps + 1):
+    for step in range(first, budget.env_steps + 1):
         if step <= budget.start_steps:
             action = train_env.action_space.sample()
         else:
@@ -191,6 +210,10 @@ def run_online(env: EnvSpec, learner: OnlineLearner, budget: Budget, seed: int, 
                           "update": {k: float(v) for k, v in (last_update or {}).items()}})
             if on_eval is not None:
                 on_eval(curve[-1])
+            if save is not None:
+                save({"step": step, "curve": curve, "replay": replay.state_dict(),
+                      "learner": learner.training_state(), "generator": generator.get_state(),
+                      "torch_rng": torch.get_rng_state()})
         if advance is not None and step % 1000 == 0:
             advance(1000)
     train_env.close()
@@ -208,3 +231,9 @@ class SACLearner:
 
     def update(self, replay: ReplayBuffer, generator: torch.Generator) -> dict[str, torch.Tensor]:
         return self.agent.update(replay.sample(self.batch_size, generator))
+
+    def training_state(self) -> dict:
+        return self.agent.training_state()
+
+    def load_training_state(self, state: dict) -> None:
+        self.agent.load_training_state(state)
