@@ -278,7 +278,7 @@ def test_dual_qdm_is_importable_from_the_package_and_refuses_mismatched_demos():
         DualQDM().fit("MountainCarContinuous-v0", _demos(), Budget(env_steps=10, start_steps=5, eval_every=5))
 
 
-def test_experiment_resumes_finished_learners_from_its_checkpoint(tmp_path):
+def test_experiment_resumes_finished_learners_and_an_interrupted_one_from_its_checkpoint(tmp_path, monkeypatch):
     from dataclasses import replace
 
     from nanorepro.common.config import config_hash
@@ -288,11 +288,24 @@ def test_experiment_resumes_finished_learners_from_its_checkpoint(tmp_path):
 
     cfg = replace(EXPERIMENT.profiles["smoke"].config, settings=DEFAULT_SETTINGS[:1], learners=("bc", "dqdm"))
     finished = {"curve": [], "normalised": 0.123, "return": 1.0, "wall_s": 0.0}
+    saved = []
+    real_save = RunContext.save_checkpoint
+
+    def save_then_crash(self, state):
+        real_save(self, state)
+        saved.append(state["partial"] and state["partial"]["loop"]["step"])
+        if saved == [150]:  # Dual Q-DM's first evaluation (smoke: 300 env steps, one every 150)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunContext, "save_checkpoint", save_then_crash)
     with ProgressBoard(enabled=False) as board:
         ctx = RunContext(seed=0, device=torch.device("cpu"), board=board, checkpoint_path=tmp_path / "c.ckpt",
                          config_hash=config_hash(cfg))
-        ctx.save_checkpoint({"HalfCheetah-v5/bc": finished})
+        real_save(ctx, {"finished": {"HalfCheetah-v5/bc": finished}, "partial": None})
+        with pytest.raises(KeyboardInterrupt):
+            mujoco_il_run(cfg, ctx)
         metrics = mujoco_il_run(cfg, ctx)
     learners = metrics["envs"]["HalfCheetah-v5"]["learners"]
     assert ctx.resumed and learners["bc"] == finished  # reused, not refitted
-    assert len(learners["dqdm"]["curve"]) == cfg.env_steps // cfg.eval_every
+    assert saved == [150, 300, None]  # Dual Q-DM continued after its first evaluation, then finished
+    assert [row["env_step"] for row in learners["dqdm"]["curve"]] == [150, 300]

@@ -169,16 +169,25 @@ class _OnlineImitation:
         self.config = config
 
     def fit(self, env: EnvSpec, demos: Demos, budget: Budget, seed: int = 0,
-            advance: Callable[[int], None] | None = None) -> Fit:
+            advance: Callable[[int], None] | None = None, save: Callable[[dict], None] | None = None,
+            resume: dict | None = None) -> Fit:
+        """``save``/``resume``: checkpoint after each evaluation and continue from one (``rl.online.run_online``)."""
         torch.manual_seed(seed)
         obs_dim, act_dim, low, high = check_setup(env, demos)
         self.expert = expert_buffer(demos, self.config, np.random.default_rng(seed), low, high)
         self.build(obs_dim + int(self.config.absorbing), act_dim, low, high)
-        curve, _ = run_online(env, self, budget, seed, absorbing=self.config.absorbing, advance=advance)
+        curve, _ = run_online(env, self, budget, seed, absorbing=self.config.absorbing, advance=advance,
+                              save=save, resume=resume)
         return Fit(env_policy(lambda obs: self.act(obs, deterministic=True), self.config.absorbing), curve)
 
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         return self.agent.act(obs, deterministic)
+
+    def training_state(self) -> dict:
+        return {"agent": self.agent.training_state()}
+
+    def load_training_state(self, state: dict) -> None:
+        self.agent.load_training_state(state["agent"])
 
 
 class IQLearn(_OnlineImitation):
@@ -241,6 +250,15 @@ class GAIL(_OnlineImitation):
                                init_alpha=0.1, critics=2)
         self.discriminator = mlp(obs_dim + act_dim, cfg.hidden, 1, cfg.layers)
         self.disc_opt = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.disc_lr)
+
+    def training_state(self) -> dict:
+        return {**super().training_state(), "discriminator": self.discriminator.state_dict(),
+                "disc_opt": self.disc_opt.state_dict()}
+
+    def load_training_state(self, state: dict) -> None:
+        super().load_training_state(state)
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.disc_opt.load_state_dict(state["disc_opt"])
 
     def logits(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         return self.discriminator(torch.cat([obs, act], -1)).squeeze(-1)

@@ -96,7 +96,8 @@ def normalise(ret: float, expert: float, random: float) -> float:
 
 def mujoco_il_run(cfg: MujocoILConfig, ctx: RunContext) -> Metrics:
     budget = cfg.budget()
-    done = ctx.load_checkpoint() or {}
+    saved = ctx.load_checkpoint() or {"finished": {}, "partial": None}
+    done, partial = saved["finished"], saved["partial"]  # partial: {"key", "loop"} of an interrupted learner
     total = len(cfg.settings) * len(cfg.learners) * cfg.env_steps
     task = ctx.task(f"dual_qdm_mujoco seed {ctx.seed}", total)
     metrics: Metrics = {"envs": {}}
@@ -110,9 +111,20 @@ def mujoco_il_run(cfg: MujocoILConfig, ctx: RunContext) -> Metrics:
                 rows["learners"][name] = done[key]
                 task.advance(cfg.env_steps)
                 continue
-            start = time.perf_counter()
-            fit = make_learner(name, cfg.learner_config(s)).fit(s.env, demos, budget, seed=ctx.seed,
-                                                                 advance=task.advance)
+            learner = make_learner(name, cfg.learner_config(s))
+            resumed = partial if partial is not None and partial["key"] == key else None
+            start = time.perf_counter() - (resumed["wall_s"] if resumed else 0.0)  # wall_s counts both parts
+            checkpointing = {}
+            if hasattr(learner, "training_state"):  # online learners resume mid-run; BC takes seconds
+
+                def save(loop: dict, key: str = key, start: float = start) -> None:
+                    ctx.save_checkpoint({"finished": done, "partial": {"key": key, "loop": loop,
+                                                                        "wall_s": time.perf_counter() - start}})
+
+                if resumed is not None:
+                    ctx.board.log(f"  {s.env} {LABELS[name]}: resuming at env step {resumed['loop']['step']}")
+                checkpointing = {"save": save, "resume": resumed["loop"] if resumed else None}
+            fit = learner.fit(s.env, demos, budget, seed=ctx.seed, advance=task.advance, **checkpointing)
             curve = [{"env_step": r["env_step"], "return": r["return_mean"],
                       "normalised": normalise(r["return_mean"], expert, random)} for r in fit.curve]
             last = [r["normalised"] for r in curve[-cfg.last_evals:]]
@@ -122,7 +134,7 @@ def mujoco_il_run(cfg: MujocoILConfig, ctx: RunContext) -> Metrics:
             rows["learners"][name] = done[key] = result
             ctx.board.log(f"  {s.env} {LABELS[name]}: normalised {result['normalised']:.3f} "
                           f"(return {result['return']:.0f}) in {result['wall_s']:.0f} s")
-            ctx.save_checkpoint(done)
+            ctx.save_checkpoint({"finished": done, "partial": None})
     task.finish()
     return metrics
 
