@@ -36,7 +36,7 @@ from nanorepro.rl.online import make_env
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--env", default="HalfCheetah-v5", choices=["HalfCheetah-v5", "Hopper-v5"])
-    parser.add_argument("--learner", default="dqdm", choices=[n for n in LEARNERS if n != "gail"])
+    parser.add_argument("--learner", default="dqdm", choices=LEARNERS)
     parser.add_argument("--critics", type=int, default=1, choices=[1, 2])
     parser.add_argument("--learn-temperature", action="store_true")
     parser.add_argument("--init-temperature", type=float, default=None,
@@ -47,6 +47,8 @@ def main() -> None:
     parser.add_argument("--env-steps", type=int, default=100_000)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    if args.learner in ("bc", "gail") and (args.critics != 1 or args.learn_temperature or args.init_temperature):
+        parser.error("--critics, --learn-temperature and --init-temperature apply to the Q-based learners only")
     torch.set_num_threads(1)
 
     exp = replace(MujocoILConfig(), env_steps=args.env_steps)

@@ -80,3 +80,21 @@ def test_object_policy_learns_to_point_at_the_named_object():
     error = (waypoints[:, -1] - target[384:]).abs().mean().item()
     chance = (state[384:, None, 5:].view(128, 5, 5)[..., :2] - target[384:, None]).abs().mean().item()
     assert error < 0.2 * chance, (error, chance)
+
+
+def test_view_token_encoder_reads_both_views_and_the_instruction():
+    from nanorepro.envs.tabletop import Tabletop
+
+    torch.manual_seed(0)
+    policy = ChunkPolicy(PolicyConfig(horizon=4, encoder="view_tokens", object_dim=32, hidden=32, channels=8))
+    _, _, tasks = _scenes(4, 0)
+    obs = {k: torch.as_tensor(v) for k, v in Tabletop(4).reset(tasks, np.random.default_rng(0)).items()
+           if k in ("state", "head", "wrist", "instruction")}
+    waypoints, log_std, grip_logits = policy(obs)
+    assert waypoints.shape == log_std.shape == (4, 4, 2) and grip_logits.shape == (4, 4)
+    base = policy.features(obs)
+    for key in ("head", "wrist", "instruction"):
+        changed = {**obs, key: obs[key].roll(1, 0)}   # another scene's view / words
+        assert not torch.allclose(policy.features(changed), base), key
+    with pytest.raises(UserError, match="divisible by 4"):
+        ChunkPolicy(PolicyConfig(encoder="view_tokens", view_size=30))

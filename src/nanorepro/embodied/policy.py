@@ -19,6 +19,13 @@ to the gripper, colour one-hot, shape, held), one per instruction word; the grip
 output feeds the same head. Attention binds the instruction's colour words to the object
 that carries that colour — the pointer operation an MLP over the flat state fails to learn
 (``docs/tabletop.md``).
+
+``encoder="view_tokens"`` brings that binding to the cameras (our design): a CoordConv CNN
+(stride 4) turns each view into an 8 × 8 grid of patch tokens (plus a learned position and
+view embedding), and the same transformer runs over [gripper | head patches | wrist
+patches | instruction words]; the gripper token's output feeds the head. Attention can
+match a colour word to the patches that show that colour, which FiLM's global per-channel
+scaling of the CNN cannot point at.
 """
 
 from __future__ import annotations
@@ -52,8 +59,9 @@ class PolicyConfig:
     execute: int = 0             # waypoints run per predicted chunk; 0 = the whole chunk
     offset_scale: float = 0.1    # waypoints = gripper + offset_scale x network output
     privileged_state: bool = False  # also read the full simulator state (object poses): a diagnostic upper bound
-    encoder: str = "views"       # "views" (CNNs on both cameras) or "objects" (transformer over the state)
-    object_dim: int = 64         # the object encoder's width (2 blocks, 4 heads)
+    encoder: str = "views"       # "views" (FiLM CNNs on both cameras), "view_tokens" (transformer over both
+                                 # cameras' patch tokens) or "objects" (transformer over the state)
+    object_dim: int = 64         # the token encoders' width (2 blocks, 4 heads)
 
 
 def to_float(images_BHWC: torch.Tensor) -> torch.Tensor:
@@ -101,33 +109,72 @@ class ViewEncoder(nn.Module):
         return F.relu(self.proj(torch.cat([spatial_softmax(maps), F.relu(maps).mean((2, 3))], 1)))
 
 
-class ObjectEncoder(nn.Module):
-    """Transformer over [gripper | objects | instruction words] tokens of the simulator state; (B, d) out."""
+class TokenEncoder(nn.Module):
+    """Transformer over [gripper | scene tokens | instruction words]; the gripper token's output, (B, d).
 
-    def __init__(self, d: int, layers: int = 2, heads: int = 4):
+    Subclasses build their scene modules (``build_scene``) and turn an observation into scene
+    tokens (B, N, d) with a mask of the present ones (``scene``).
+    """
+
+    def __init__(self, d: int, layers: int = 2, heads: int = 4, **scene_args):
         super().__init__()
         self.gripper = nn.Linear(PROPRIO, d)
-        self.object = nn.Linear(2 + len(COLOURS) + 2, d)     # relative x, y; colour one-hot; shape; held
+        self.build_scene(d, **scene_args)
         self.words = nn.Embedding(len(VOCAB) + 2, d)
         self.word_pos = nn.Parameter(torch.randn(MAX_WORDS, d) * 0.02)
-        self.kind = nn.Parameter(torch.randn(3, d) * 0.02)   # gripper, object, word
+        self.kind = nn.Parameter(torch.randn(3, d) * 0.02)   # gripper, scene, word
         self.blocks = nn.ModuleList(Block(d, heads) for _ in range(layers))
         self.ln = nn.LayerNorm(d)
 
-    def forward(self, state: torch.Tensor, instruction: torch.Tensor) -> torch.Tensor:
-        B = len(state)
-        objects = state[:, 5:].view(B, MAX_OBJECTS, 5)
-        present = (objects[..., :2] != 0).any(-1)
-        colour = F.one_hot((objects[..., 2] * 4).round().long().clamp(0, len(COLOURS) - 1), len(COLOURS)).float()
-        per_object = torch.cat([objects[..., :2] - state[:, None, :2], colour, objects[..., 3:5]], -1)
-        tokens = torch.cat([self.gripper(state[:, None, :PROPRIO]) + self.kind[0],
-                            self.object(per_object) + self.kind[1],
+    def build_scene(self, d: int, **scene_args) -> None:
+        raise NotImplementedError
+
+    def scene(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        state, instruction = obs["state"], obs["instruction"]
+        scene, present = self.scene(obs)
+        tokens = torch.cat([self.gripper(state[:, None, :PROPRIO]) + self.kind[0], scene + self.kind[1],
                             self.words(instruction) + self.word_pos + self.kind[2]], 1)
-        keys = torch.cat([torch.ones(B, 1, dtype=torch.bool), present, instruction != PAD], 1)
+        keys = torch.cat([torch.ones(len(state), 1, dtype=torch.bool), present, instruction != PAD], 1)
         allowed = keys[:, None, :] | torch.eye(tokens.shape[1], dtype=torch.bool)
         for block in self.blocks:
             tokens = block(tokens, allowed=allowed)
         return self.ln(tokens[:, 0])
+
+
+class ObjectEncoder(TokenEncoder):
+    """Scene tokens from the simulator state: one per object (position relative to the gripper, colour, shape,
+    held)."""
+
+    def build_scene(self, d: int) -> None:
+        self.object = nn.Linear(2 + len(COLOURS) + 2, d)     # relative x, y; colour one-hot; shape; held
+
+    def scene(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        state = obs["state"]
+        objects = state[:, 5:].view(len(state), MAX_OBJECTS, 5)
+        present = (objects[..., :2] != 0).any(-1)
+        colour = F.one_hot((objects[..., 2] * 4).round().long().clamp(0, len(COLOURS) - 1), len(COLOURS)).float()
+        return self.object(torch.cat([objects[..., :2] - state[:, None, :2], colour, objects[..., 3:5]], -1)), present
+
+
+class ViewTokenEncoder(TokenEncoder):
+    """Scene tokens from the cameras: per view, a stride-4 CoordConv CNN's (size/4)^2 patch features, plus a
+    learned position embedding per view and patch."""
+
+    def build_scene(self, d: int, size: int, channels: int) -> None:
+        if size % 4:
+            raise UserError(f"encoder 'view_tokens' needs a view size divisible by 4, got {size}")
+        self.cnns = nn.ModuleList(nn.Sequential(nn.Conv2d(5, channels, 3, 1, 1), nn.ReLU(),
+                                                nn.Conv2d(channels, channels, 3, 2, 1), nn.ReLU(),
+                                                nn.Conv2d(channels, d, 3, 2, 1)) for _ in range(2))
+        self.patch_pos = nn.Parameter(torch.randn(2, (size // 4) ** 2, d) * 0.02)
+
+    def scene(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        patches = torch.cat([cnn(with_coordinates(obs[view])).flatten(2).transpose(1, 2) + pos
+                             for cnn, view, pos in zip(self.cnns, ("head", "wrist"), self.patch_pos, strict=True)], 1)
+        return patches, torch.ones(patches.shape[:2], dtype=torch.bool)
 
 
 class ChunkPolicy(nn.Module):
@@ -137,11 +184,14 @@ class ChunkPolicy(nn.Module):
             raise UserError(f"policy loss must be 'l1' or 'nll', got {cfg.loss!r}")
         if not 0 <= cfg.execute <= cfg.horizon:
             raise UserError(f"policy execute must be in [0, horizon={cfg.horizon}], got {cfg.execute}")
-        if cfg.encoder not in ("views", "objects"):
-            raise UserError(f"policy encoder must be 'views' or 'objects', got {cfg.encoder!r}")
+        if cfg.encoder not in ("views", "view_tokens", "objects"):
+            raise UserError(f"policy encoder must be 'views', 'view_tokens' or 'objects', got {cfg.encoder!r}")
         self.cfg = cfg
         if cfg.encoder == "objects":
             self.objects = ObjectEncoder(cfg.object_dim)
+        elif cfg.encoder == "view_tokens":
+            self.view_tokens = ViewTokenEncoder(cfg.object_dim, size=cfg.view_size, channels=cfg.channels)
+        if cfg.encoder != "views":
             self.state_dim = PROPRIO
             self.out = mlp(cfg.object_dim, cfg.hidden, 5 * cfg.horizon, layers=2)
             return
@@ -155,9 +205,9 @@ class ChunkPolicy(nn.Module):
 
     def features(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, feature_dim): both views' FiLM-conditioned encodings, the instruction's words, the proprioception
-        (or the object encoder's gripper token)."""
-        if self.cfg.encoder == "objects":
-            return self.objects(obs["state"], obs["instruction"])
+        (or a token encoder's gripper token)."""
+        if self.cfg.encoder != "views":
+            return getattr(self, self.cfg.encoder)(obs)  # self.objects or self.view_tokens
         words = (self.words(obs["instruction"]) + self.word_pos).flatten(1)
         return torch.cat([self.head(obs["head"], words), self.wrist(obs["wrist"], words), words,
                           obs["state"][:, :self.state_dim]], 1)
@@ -302,7 +352,7 @@ def rollout(policy: ChunkPolicy, tasks: list[Task], seed: int, max_steps: int = 
     chunk (the data a world model's success head is scored on).
     """
     config = config or TabletopConfig(view_size=policy.cfg.view_size)
-    sim = Tabletop(len(tasks), config, views=record or policy.cfg.encoder == "views")  # objects: state only
+    sim = Tabletop(len(tasks), config, views=record or policy.cfg.encoder != "objects")  # objects: state only
     obs = sim.reset(tasks, np.random.default_rng(seed))
     solved = np.zeros(len(tasks), bool)
     H = policy.cfg.horizon
