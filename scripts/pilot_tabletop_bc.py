@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--grad-clip", type=float, default=None)
+    parser.add_argument("--film-scale", type=float, default=1.0, help="PolicyConfig.film_scale (1/16: the fix)")
+    parser.add_argument("--encoder", default="views", choices=["views", "view_tokens"])
     args = parser.parse_args()
     torch.set_num_threads(1)
     rng = np.random.default_rng(args.seed)
@@ -38,7 +40,8 @@ def main() -> None:
     print(f"{args.demos} demonstrations, {data['success'].mean():.0%} solved, {len(data['state'])} steps "
           f"({time.time() - t0:.0f} s)")
     torch.manual_seed(args.seed)
-    policy = ChunkPolicy(PolicyConfig(loss=args.loss, channels=args.channels))
+    policy = ChunkPolicy(PolicyConfig(loss=args.loss, channels=args.channels, film_scale=args.film_scale,
+                                      encoder=args.encoder))
     t0 = time.time()
     curve = train_bc(policy, data, args.steps, batch_size=64, lr=args.lr, seed=args.seed, grad_clip=args.grad_clip)
     print(f"BC: loss {np.mean(curve[:20]):.1f} -> {np.mean(curve[-50:]):.1f} ({time.time() - t0:.0f} s)")

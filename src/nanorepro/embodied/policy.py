@@ -62,6 +62,7 @@ class PolicyConfig:
     encoder: str = "views"       # "views" (FiLM CNNs on both cameras), "view_tokens" (transformer over both
                                  # cameras' patch tokens) or "objects" (transformer over the state)
     object_dim: int = 64         # the token encoders' width (2 blocks, 4 heads)
+    film_scale: float = 1.0      # multiplies the FiLM condition (the 256 flattened word features); see ViewEncoder
 
 
 def to_float(images_BHWC: torch.Tensor) -> torch.Tensor:
@@ -88,10 +89,17 @@ def spatial_softmax(features_BCHW: torch.Tensor) -> torch.Tensor:
 
 class ViewEncoder(nn.Module):
     """CoordConv CNN (stride 2 once), FiLM-conditioned on the instruction (per-channel scale and shift of
-    each hidden layer, as in RT-1 / BC-Z), ending in spatial-softmax keypoints + mean-pooled features."""
+    each hidden layer, as in RT-1 / BC-Z), ending in spatial-softmax keypoints + mean-pooled features.
 
-    def __init__(self, size: int, channels: int, out: int, condition: int):
+    The FiLM layer starts at the identity (zero weights) and reads ``condition_scale`` x the condition.
+    At 1.0 with the 256 flattened word features, Adam moves every one of its weights by ~lr a step, so
+    the per-channel scales drift by ~256 lr a step and the CNN learns nothing from the image (a
+    diagnostic in docs/tabletop.md: not even the objects' centroid); 1/sqrt(256) fixes it.
+    """
+
+    def __init__(self, size: int, channels: int, out: int, condition: int, condition_scale: float = 1.0):
         super().__init__()
+        self.condition_scale = condition_scale
         c = channels
         self.convs = nn.ModuleList([nn.Conv2d(5, c, 3, 1, 1), nn.Conv2d(c, c, 3, 2, 1), nn.Conv2d(c, c, 3, 1, 1)])
         self.keypoints = nn.Conv2d(c, c, 3, 1, 1)
@@ -102,7 +110,7 @@ class ViewEncoder(nn.Module):
 
     def forward(self, images_BHWC: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         x = with_coordinates(images_BHWC)
-        film = self.film(condition).view(len(x), len(self.convs), 2, -1, 1, 1)
+        film = self.film(self.condition_scale * condition).view(len(x), len(self.convs), 2, -1, 1, 1)
         for i, conv in enumerate(self.convs):
             x = F.relu(conv(x) * (1 + film[:, i, 0]) + film[:, i, 1])
         maps = self.keypoints(x)
@@ -196,8 +204,8 @@ class ChunkPolicy(nn.Module):
             self.out = mlp(cfg.object_dim, cfg.hidden, 5 * cfg.horizon, layers=2)
             return
         d = cfg.hidden // 2
-        self.head = ViewEncoder(cfg.view_size, cfg.channels, d, MAX_WORDS * cfg.word_dim)
-        self.wrist = ViewEncoder(cfg.view_size, cfg.channels, d, MAX_WORDS * cfg.word_dim)
+        self.head = ViewEncoder(cfg.view_size, cfg.channels, d, MAX_WORDS * cfg.word_dim, cfg.film_scale)
+        self.wrist = ViewEncoder(cfg.view_size, cfg.channels, d, MAX_WORDS * cfg.word_dim, cfg.film_scale)
         self.words = nn.Embedding(len(VOCAB) + 2, cfg.word_dim)
         self.word_pos = nn.Parameter(torch.zeros(MAX_WORDS, cfg.word_dim))
         self.state_dim = STATE_DIM if cfg.privileged_state else PROPRIO
