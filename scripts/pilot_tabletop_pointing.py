@@ -9,6 +9,9 @@ A supervised probe of the policy's vision, apart from behaviour cloning: random 
 * ``centroid``: the mean position of the objects (no instruction needed: can it see them?);
 * ``named``: the object whose colour the instruction names (can it bind the word to it?).
 
+``--readout linear`` instead trains the encoder (``ChunkPolicy.features``) with a fresh linear
+layer that outputs the target's absolute position (L1), bypassing the policy's head.
+
 Each variant trains on 3/4 of the scenes and is scored on the rest by the L1 error of its last
 waypoint, next to the error of always answering the training targets' median (no information).
 Prints one line per (target, variant).
@@ -52,28 +55,42 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names of VARIANTS")
+    parser.add_argument("--targets", default="centroid,named")
+    parser.add_argument("--readout", default="policy", choices=["policy", "linear"])
     args = parser.parse_args()
     torch.set_num_threads(1)
     obs, targets = scenes(args.scenes, args.seed + 1)
     train = args.scenes * 3 // 4
-    for target_name, target in targets.items():
+    for target_name in args.targets.split(","):
+        target = targets[target_name]
         chunk = torch.cat([target[:, None].expand(-1, 4, 2), torch.zeros(args.scenes, 4, 1)], -1)
         baseline = (target[train:] - target[:train].median(0).values).abs().mean().item()
         for name in args.variants.split(","):
             torch.manual_seed(args.seed)
             policy = ChunkPolicy(VARIANTS[name])
-            opt = torch.optim.Adam(policy.parameters(), lr=args.lr)
+            readout = torch.nn.Linear(policy.feature_dim, 2)
+
+            def point(rows: dict[str, torch.Tensor], policy=policy, readout=readout) -> torch.Tensor:
+                if args.readout == "linear":
+                    return readout(policy.features(rows))
+                return policy(rows)[0][:, -1]
+
+            params = list(policy.parameters()) + (list(readout.parameters()) if args.readout == "linear" else [])
+            opt = torch.optim.Adam(params, lr=args.lr)
             generator = torch.Generator().manual_seed(args.seed)
             start = time.time()
             for _ in range(args.steps):
                 idx = torch.randint(train, (64,), generator=generator)
-                loss = policy.loss({k: v[idx] for k, v in obs.items()}, chunk[idx])
+                rows = {k: v[idx] for k, v in obs.items()}
+                if args.readout == "linear":
+                    loss = (point(rows) - target[idx]).abs().mean()
+                else:
+                    loss = policy.loss(rows, chunk[idx])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
             with torch.no_grad():
-                waypoints, _, _ = policy({k: v[train:] for k, v in obs.items()})
-            error = (waypoints[:, -1] - target[train:]).abs().mean().item()
+                error = (point({k: v[train:] for k, v in obs.items()}) - target[train:]).abs().mean().item()
             print(f"{target_name:8s} {name:13s} L1 {error:.3f}  no-information {baseline:.3f}  "
                   f"ratio {error / baseline:.2f}  ({time.time() - start:.0f} s)", flush=True)
 
