@@ -98,3 +98,17 @@ def test_view_token_encoder_reads_both_views_and_the_instruction():
         assert not torch.allclose(policy.features(changed), base), key
     with pytest.raises(UserError, match="divisible by 4"):
         ChunkPolicy(PolicyConfig(encoder="view_tokens", view_size=30))
+
+
+def test_film_scale_multiplies_the_instruction_condition_only():
+    from nanorepro.envs.tabletop import Tabletop
+
+    torch.manual_seed(0)
+    policy = ChunkPolicy(PolicyConfig(horizon=4, channels=8, hidden=32, film_scale=0.0))
+    torch.nn.init.normal_(policy.head.film.weight)            # a FiLM layer that has been trained
+    _, _, tasks = _scenes(2, 0)
+    head = torch.as_tensor(Tabletop(2).reset(tasks, np.random.default_rng(0))["head"])
+    words, other = torch.randn(2, 256), torch.randn(2, 256)
+    assert torch.allclose(policy.head(head, words), policy.head(head, other))   # scale 0: words do not reach it
+    policy.head.condition_scale = 1.0
+    assert not torch.allclose(policy.head(head, words), policy.head(head, other))
