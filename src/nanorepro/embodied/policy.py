@@ -21,8 +21,8 @@ that carries that colour — the pointer operation an MLP over the flat state fa
 (``docs/tabletop.md``).
 
 ``encoder="view_tokens"`` brings that binding to the cameras (our design): a CoordConv CNN
-(stride 4) turns each view into an 8 × 8 grid of patch tokens (plus a learned position and
-view embedding), and the same transformer runs over [gripper | head patches | wrist
+(stride 4) turns each view into an 8 × 8 grid of patch tokens (plus a learned embedding
+per view and patch), and the same transformer runs over [gripper | head patches | wrist
 patches | instruction words]; the gripper token's output feeds the head. Attention can
 match a colour word to the patches that show that colour, which FiLM's global per-channel
 scaling of the CNN cannot point at.
@@ -30,6 +30,7 @@ scaling of the CNN cannot point at.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,7 +95,8 @@ class ViewEncoder(nn.Module):
     The FiLM layer starts at the identity (zero weights) and reads ``condition_scale`` x the condition.
     At 1.0 with the 256 flattened word features, Adam moves every one of its weights by ~lr a step, so
     the per-channel scales drift by ~256 lr a step and the CNN learns nothing from the image (a
-    diagnostic in docs/tabletop.md: not even the objects' centroid); 1/sqrt(256) fixes it.
+    probe in docs/tabletop.md: not even the objects' centroid); at 1/sqrt(256) its features
+    locate the objects.
     """
 
     def __init__(self, size: int, channels: int, out: int, condition: int, condition_scale: float = 1.0):
@@ -117,11 +119,12 @@ class ViewEncoder(nn.Module):
         return F.relu(self.proj(torch.cat([spatial_softmax(maps), F.relu(maps).mean((2, 3))], 1)))
 
 
-class TokenEncoder(nn.Module):
+class TokenEncoder(nn.Module, ABC):
     """Transformer over [gripper | scene tokens | instruction words]; the gripper token's output, (B, d).
 
-    Subclasses build their scene modules (``build_scene``) and turn an observation into scene
-    tokens (B, N, d) with a mask of the present ones (``scene``).
+    Subclasses build their scene modules (``build_scene``, called between the gripper and the
+    word embeddings, which fixes the order parameters are initialised in) and turn an observation
+    into scene tokens (B, N, d) with a mask of the present ones (``scene``).
     """
 
     def __init__(self, d: int, layers: int = 2, heads: int = 4, **scene_args):
@@ -134,11 +137,11 @@ class TokenEncoder(nn.Module):
         self.blocks = nn.ModuleList(Block(d, heads) for _ in range(layers))
         self.ln = nn.LayerNorm(d)
 
-    def build_scene(self, d: int, **scene_args) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def build_scene(self, d: int, **scene_args) -> None: ...
 
-    def scene(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+    @abstractmethod
+    def scene(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]: ...
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         state, instruction = obs["state"], obs["instruction"]
