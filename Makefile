@@ -14,6 +14,8 @@ $(BIN)/nanorepro: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH_INDEX) "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# MovieLens-100k ships inside the recbole wheel; data only (never imported), so no dependencies
+	$(BIN)/python -m pip install --quiet --no-deps "recbole==1.2.1"
 	touch $@
 
 install: $(BIN)/nanorepro

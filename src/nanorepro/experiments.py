@@ -82,6 +82,7 @@ _EXPERIMENT_MODULES: tuple[tuple[str, str], ...] = (
     ("nanorepro.llm_rl.experiment", "REVAL_EXPERIMENT"),
     ("nanorepro.llm_rl.experiment", "START_EXPERIMENT"),
     ("nanorepro.recsys.experiment", "SIGMA_EXPERIMENT"),
+    ("nanorepro.recsys.movielens_experiment", "EXPERIMENT"),
     ("nanorepro.embodied.experiment", "EXPERIMENT"),
     ("nanorepro.med3d.experiment", "EXPERIMENT"),
     ("nanorepro.embodied.sup_experiment", "EXPERIMENT"),

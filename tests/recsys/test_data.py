@@ -2,7 +2,19 @@ import numpy as np
 import pytest
 
 from nanorepro.common.errors import UserError
-from nanorepro.recsys.data import HOLIDAYS, TASKS, WorldConfig, load_atomic, make_world, next_holiday, season_of
+from nanorepro.recsys.data import (
+    DEFAULT_INSTRUCTION,
+    HOLIDAYS,
+    TASKS,
+    WorldConfig,
+    leave_out,
+    load_atomic,
+    longtail_mask,
+    make_world,
+    next_holiday,
+    recbole_example_files,
+    season_of,
+)
 
 SMALL = WorldConfig(n_items=300, n_users=80, n_brands=12, min_length=5, max_length=12)
 
@@ -71,6 +83,38 @@ def test_atomic_loader_orders_by_time_and_reads_item_text(tmp_path):
     assert data.user_ids == ["u1", "u2"] and data.item_ids == ["i9", "i7", "i8"]
     np.testing.assert_array_equal(data.sequences[0], [1, 2, 0])  # i7 (t=10), i8 (t=20), i9 (t=30)
     assert data.item_text == ["heat", "toy story", ""]
+    assert data.item_fields == {"title": ["Heat", "Toy Story", ""], "year": ["1995", "1995", ""]}
+
+
+def test_leave_out_holds_out_the_last_items_of_long_enough_users():
+    train, (valid, test) = leave_out([np.array([5, 6, 7, 8, 9]), np.array([1, 2, 3])], 2)
+    # user 0: targets 6, 7 train; 8 validation (history 5 6 7); 9 test. User 1 (3 < 2 + 2): training only
+    assert train.target == [6, 7, 2, 3] and train.user == [0, 0, 1, 1]
+    np.testing.assert_array_equal(train.history[1], [5, 6])
+    assert valid.target == [8] and test.target == [9] and valid.user == test.user == [0]
+    np.testing.assert_array_equal(test.history[0], [5, 6, 7, 8])
+    assert set(train.instruction) == {DEFAULT_INSTRUCTION} and set(train.task) == {0}
+
+
+def test_longtail_mask_is_the_least_popular_share():
+    np.testing.assert_array_equal(longtail_mask(np.array([5, 1, 9, 3, 7]), 0.6), [True, True, False, True, False])
+
+
+def test_missing_recbole_data_names_the_install_command(monkeypatch):
+    import importlib.util
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError, match="pip install --no-deps recbole==1.2.1"):
+        recbole_example_files("ml-100k")
+
+
+def test_movielens_100k_from_the_recbole_wheel():
+    import importlib.util
+    if importlib.util.find_spec("recbole") is None:  # `make install` installs it (data only)
+        pytest.skip("MovieLens-100k needs `pip install --no-deps recbole==1.2.1`")
+    data = load_atomic(*recbole_example_files("ml-100k"))
+    assert (len(data.user_ids), len(data.item_ids)) == (943, 1682)
+    assert sum(map(len, data.sequences)) == 100_000 and min(map(len, data.sequences)) >= 20
+    assert data.item_fields["movie_title"][data.item_ids.index("1")] == "Toy Story"
 
 
 @pytest.mark.parametrize("content, message", [

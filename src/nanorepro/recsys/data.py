@@ -22,6 +22,7 @@ history (tested).
 from __future__ import annotations
 
 import csv
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,11 +101,15 @@ class Catalogue:
         return len(self.leaf)
 
     def longtail(self, quantile: float = 0.8) -> np.ndarray:
-        """Boolean mask of the least popular ``quantile`` of items."""
-        order = np.argsort(-self.popularity, kind="stable")
-        mask = np.zeros(self.n_items, bool)
-        mask[order[int(round((1 - quantile) * self.n_items)):]] = True
-        return mask
+        return longtail_mask(self.popularity, quantile)
+
+
+def longtail_mask(popularity: np.ndarray, quantile: float = 0.8) -> np.ndarray:
+    """Boolean mask of the least popular ``quantile`` of items (ties broken by item order)."""
+    order = np.argsort(-np.asarray(popularity), kind="stable")
+    mask = np.zeros(len(order), bool)
+    mask[order[int(round((1 - quantile) * len(order))):]] = True
+    return mask
 
 
 @dataclass
@@ -335,6 +340,7 @@ class AtomicData:
     item_ids: list[str]
     sequences: list[np.ndarray]  # per user, items in time order
     item_text: list[str]         # one line of text per item (token/token_seq fields joined); "" if no .item
+    item_fields: dict[str, list[str]] = field(default_factory=dict)  # each .item column, per item ("" if absent)
 
 
 def _read_atomic(path: Path) -> tuple[list[str], list[str], list[list[str]]]:
@@ -398,6 +404,7 @@ def load_atomic(inter_path: str | Path, item_path: str | Path | None = None) -> 
         per_user[u].append((times[n], n, i))
     sequences = [np.array([i for _, _, i in sorted(events)], dtype=np.int64) for events in per_user]
     item_text = [""] * len(item_index)
+    item_fields: dict[str, list[str]] = {}
     if item_path is not None:
         item_path = Path(item_path)
         inames, itypes, irows = _read_atomic(item_path)
@@ -405,7 +412,48 @@ def load_atomic(inter_path: str | Path, item_path: str | Path | None = None) -> 
             raise UserError(f"{item_path}: no 'item_id' column (header: {', '.join(inames)})")
         id_col = inames.index("item_id")
         text_cols = [c for c, kind in enumerate(itypes) if kind in ("token", "token_seq") and c != id_col]
+        item_fields = {name: [""] * len(item_index) for c, name in enumerate(inames) if c != id_col}
         for row in irows:
             if row[id_col] in item_index:
-                item_text[item_index[row[id_col]]] = " ".join(row[c] for c in text_cols).lower()
-    return AtomicData(list(user_index), list(item_index), sequences, item_text)
+                i = item_index[row[id_col]]
+                item_text[i] = " ".join(row[c] for c in text_cols).lower()
+                for c, name in enumerate(inames):
+                    if c != id_col:
+                        item_fields[name][i] = row[c]
+    return AtomicData(list(user_index), list(item_index), sequences, item_text, item_fields)
+
+
+DEFAULT_INSTRUCTION = "recommend for me"
+
+
+def leave_out(sequences: list[np.ndarray], n_held_out: int) -> tuple[Examples, list[Examples]]:
+    """Leave-n-out split of time-ordered sequences into JustForYou examples.
+
+    Users with at least ``n_held_out + 2`` interactions give their last ``n_held_out`` as one
+    example each (``held_out[k]`` = position ``len - n_held_out + k``, e.g. validation then
+    test); every earlier position ``t >= 1`` is a training example with history ``seq[:t]``.
+    Shorter users are training data only.
+    """
+    train, held_out = Examples(), [Examples() for _ in range(n_held_out)]
+    for user, seq in enumerate(sequences):
+        first_held = len(seq) - n_held_out if len(seq) >= n_held_out + 2 else len(seq)
+        for t in range(1, len(seq)):
+            split = train if t < first_held else held_out[t - first_held]
+            split.append(user, seq[:t], 0, -1, DEFAULT_INSTRUCTION, int(seq[t]), 0)
+    return train, held_out
+
+
+def recbole_example_files(name: str = "ml-100k") -> tuple[Path, Path]:
+    """(``.inter``, ``.item``) of a data set shipped inside the ``recbole`` wheel, found without importing it.
+
+    Install the data only with ``pip install --no-deps recbole==1.2.1`` (``make install`` does).
+    """
+    spec = importlib.util.find_spec("recbole")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"{name} ships inside the recbole wheel, which is not installed: run "
+                        "`pip install --no-deps recbole==1.2.1` (data only; nanorepro never imports it)")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "dataset_example" / name
+    inter, item = folder / f"{name}.inter", folder / f"{name}.item"
+    if not inter.is_file():
+        raise UserError(f"{inter} not found: this recbole install does not ship the {name} example")
+    return inter, item

@@ -21,7 +21,7 @@ import torch
 
 from nanorepro.common.checkpoint import load_checkpoint, save_checkpoint
 from nanorepro.common.errors import UserError
-from nanorepro.recsys.data import TASKS, Examples, load_atomic
+from nanorepro.recsys.data import DEFAULT_INSTRUCTION, TASKS, Examples, leave_out, load_atomic
 from nanorepro.recsys.grounding import BPRConfig, GroundingConfig, bpr_item_embeddings, ground, lsa, tfidf
 from nanorepro.recsys.metrics import mask_history
 from nanorepro.recsys.models import ModelConfig, Recommender, Trie, Vocabulary, encode_context
@@ -29,7 +29,6 @@ from nanorepro.recsys.semantic_ids import residual_kmeans
 from nanorepro.recsys.train import TrainConfig, fit
 
 MODEL_FORMAT = "nanorepro.recsys.model/1"
-DEFAULT_INSTRUCTION = "recommend for me"
 
 
 @dataclass
@@ -43,18 +42,6 @@ class RecsysConfig:
     lr: float = 1e-3
     beams: int = 5
     max_history: int = 20
-
-
-def leave_last_out(sequences: list[np.ndarray]) -> tuple[Examples, Examples]:
-    """Training examples from every prefix but the last; the last item of users with >= 3 is validation."""
-    train, valid = Examples(), Examples()
-    for user, seq in enumerate(sequences):
-        last = len(seq) - 1 if len(seq) >= 3 else len(seq)
-        for t in range(1, last):
-            train.append(user, seq[:t], 0, -1, DEFAULT_INSTRUCTION, int(seq[t]), 0)
-        if last < len(seq):
-            valid.append(user, seq[:last], 0, -1, DEFAULT_INSTRUCTION, int(seq[last]), 0)
-    return train, valid
 
 
 def _model(state: dict) -> tuple[Recommender, Vocabulary]:
@@ -72,7 +59,7 @@ def train(inter: Path, item: Path | None, out: Path, cfg: RecsysConfig, seed: in
     if n_items < 2 * cfg.prefix_codes:
         raise UserError(f"{inter} has {n_items} items: need at least {2 * cfg.prefix_codes} for "
                         f"{cfg.prefix_codes} prefix codes (lower --set prefix_codes=...)")
-    train_examples, valid = leave_last_out(data.sequences)
+    train_examples, (valid,) = leave_out(data.sequences, 1)
     if len(valid) == 0:
         raise UserError(f"{inter}: no user has 3 or more interactions, so nothing can be held out")
     bar = board.task("recsys train", total=3 + cfg.epochs)

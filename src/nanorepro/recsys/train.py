@@ -94,19 +94,26 @@ def task_masks(examples: Examples, cat: Catalogue, longtail: np.ndarray) -> list
     return masks
 
 
-def evaluate(scores: torch.Tensor, examples: Examples, cat: Catalogue, longtail: np.ndarray,
-             item_vectors: np.ndarray) -> dict:
-    """Per-task and macro metrics, plus per-example values (for paired bootstrap)."""
+def ranking_metrics(scores: torch.Tensor, examples: Examples, item_vectors: np.ndarray, item_category: np.ndarray,
+                    longtail: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per-example full-ranking metrics (history items removed) and the (N, 10) top lists."""
     scores = mask_history(scores, examples.history)
     ranks = target_ranks(scores, examples.target)
     top = top_k(scores, 10)
     valid_slots = torch.isfinite(scores.gather(1, torch.as_tensor(top))).numpy()
     per = {
         "recall10": recall_at(ranks, 10), "recall20": recall_at(ranks, 20), "ndcg10": ndcg_at(ranks, 10),
-        "ild10": intra_list_diversity(top, item_vectors), "category_coverage10": category_coverage(top, cat.leaf),
+        "ild10": intra_list_diversity(top, item_vectors), "category_coverage10": category_coverage(top, item_category),
         "longtail_share10": share(top, longtail),
         "unfilled10": 1.0 - valid_slots.mean(1),  # top-10 slots the decoder left empty (score -inf)
     }
+    return per, top
+
+
+def evaluate(scores: torch.Tensor, examples: Examples, cat: Catalogue, longtail: np.ndarray,
+             item_vectors: np.ndarray) -> dict:
+    """Per-task and macro metrics, plus per-example values (for paired bootstrap)."""
+    per, top = ranking_metrics(scores, examples, item_vectors, cat.leaf, longtail)
     masks = task_masks(examples, cat, longtail)
     per["compliance10"] = np.array([np.nan if m is None else m[t].mean() for m, t in zip(masks, top, strict=True)])
     task = np.asarray(examples.task)
