@@ -247,6 +247,7 @@ SIGMA_EXPERIMENT = Experiment(
         "quick": Profile(SigmaExperimentConfig(n_items=1000, n_users=1000, epochs=4), seeds=1),
         "full": Profile(SigmaExperimentConfig(), seeds=3),
     },
-    # one thread (not measured yet): d = 64 matmuls are small and seeds can run side by side on 2 cores
+    # one thread: 2 threads make one process 1.5x faster on an idle 2-core machine (benchmarks/bench_recsys.py),
+    # but the full profile's seeds run side by side, and the committed runs used 1 (bit-for-bit reruns)
     run=sigma_run, checks=SIGMA_CHECKS, plot=sigma_plot, tables=sigma_tables, threads=1, device="cpu",
 )

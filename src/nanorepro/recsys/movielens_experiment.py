@@ -205,6 +205,7 @@ EXPERIMENT = Experiment(
         "quick": Profile(MovieLensExperimentConfig(epochs=3), seeds=1),
         "full": Profile(MovieLensExperimentConfig(), seeds=3),
     },
+    # one thread, as `sigma` (benchmarks/bench_recsys.py: `--threads 2` is 1.5x faster for a lone seed)
     run=movielens_run, checks=MOVIELENS_CHECKS, plot=movielens_plot, tables=movielens_tables, threads=1,
     device="cpu",
 )
