@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from nanorepro.embodied.demos import make_demos
-from nanorepro.embodied.policy import ChunkPolicy, PolicyConfig, evaluate, train_bc
+from nanorepro.embodied.policy import ENCODERS, ChunkPolicy, PolicyConfig, evaluate, train_bc
 from nanorepro.envs.tabletop import sample_task
 
 
@@ -28,9 +28,13 @@ def main() -> None:
     parser.add_argument("--loss", default="l1")
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--grad-clip", type=float, default=None)
     parser.add_argument("--film-scale", type=float, default=1.0, help="PolicyConfig.film_scale (1/16: the fix)")
-    parser.add_argument("--encoder", default="views", choices=["views", "view_tokens"])
+    parser.add_argument("--encoder", default="views", choices=ENCODERS)
+    parser.add_argument("--linear-readout", action="store_true", help="PolicyConfig.linear_readout")
+    parser.add_argument("--offset-scale", type=float, default=0.1, help="PolicyConfig.offset_scale")
+    parser.add_argument("--relative-keypoints", action="store_true", help="PolicyConfig.relative_keypoints")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rng = np.random.default_rng(args.seed)
@@ -41,9 +45,11 @@ def main() -> None:
           f"({time.time() - t0:.0f} s)")
     torch.manual_seed(args.seed)
     policy = ChunkPolicy(PolicyConfig(loss=args.loss, channels=args.channels, film_scale=args.film_scale,
-                                      encoder=args.encoder))
+                                      encoder=args.encoder, linear_readout=args.linear_readout,
+                                      offset_scale=args.offset_scale, relative_keypoints=args.relative_keypoints))
     t0 = time.time()
-    curve = train_bc(policy, data, args.steps, batch_size=64, lr=args.lr, seed=args.seed, grad_clip=args.grad_clip)
+    curve = train_bc(policy, data, args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                     grad_clip=args.grad_clip)
     print(f"BC: loss {np.mean(curve[:20]):.1f} -> {np.mean(curve[-50:]):.1f} ({time.time() - t0:.0f} s)")
     for execute in (8, 4):
         policy.cfg = replace(policy.cfg, execute=execute)

@@ -28,10 +28,17 @@ import torch
 from nanorepro.embodied.policy import ChunkPolicy, PolicyConfig
 from nanorepro.envs.tabletop import Tabletop, Task, sample_task
 
-VARIANTS = {  # views: the FiLM CNNs as used (film_scale 1); views_film16: film_scale 1/16; objects: privileged
+VARIANTS = {  # views: the FiLM CNNs as used (film_scale 1); views_film16: film_scale 1/16; objects: privileged;
+    # *_linear: the head with a linear path (PolicyConfig.linear_readout); *_offset1: offset_scale 1 (not 0.1)
     "views": PolicyConfig(horizon=4, channels=16, hidden=64),
     "views_film16": PolicyConfig(horizon=4, channels=16, hidden=64, film_scale=1 / 16),
     "view_tokens": PolicyConfig(horizon=4, channels=16, hidden=64, encoder="view_tokens", object_dim=32),
+    "query_views": PolicyConfig(horizon=4, channels=16, hidden=64, encoder="query_views"),
+    "query_views_linear": PolicyConfig(horizon=4, channels=16, hidden=64, encoder="query_views",
+                                       linear_readout=True),
+    "views_film16_linear": PolicyConfig(horizon=4, channels=16, hidden=64, film_scale=1 / 16, linear_readout=True),
+    "query_tokens": PolicyConfig(horizon=4, channels=16, hidden=64, encoder="query_tokens", object_dim=32),
+    "query_views_offset1": PolicyConfig(horizon=4, channels=16, hidden=64, encoder="query_views", offset_scale=1.0),
     "objects": PolicyConfig(horizon=4, hidden=64, encoder="objects", object_dim=32),
 }
 

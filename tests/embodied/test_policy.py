@@ -42,6 +42,15 @@ def _scenes(n, seed):
     return torch.as_tensor(obs["state"]), torch.as_tensor(obs["instruction"]), tasks
 
 
+def _view_obs(n):
+    """Observation tensors (state, both views, instruction) of n random place scenes."""
+    from nanorepro.envs.tabletop import Tabletop
+
+    _, _, tasks = _scenes(n, 0)
+    return {k: torch.as_tensor(v) for k, v in Tabletop(n).reset(tasks, np.random.default_rng(0)).items()
+            if k in ("state", "head", "wrist", "instruction")}
+
+
 def test_object_encoder_ignores_slot_order_and_absent_objects():
     torch.manual_seed(0)
     policy = ChunkPolicy(PolicyConfig(horizon=4, encoder="objects", object_dim=32, hidden=32))
@@ -83,13 +92,9 @@ def test_object_policy_learns_to_point_at_the_named_object():
 
 
 def test_view_token_encoder_reads_both_views_and_the_instruction():
-    from nanorepro.envs.tabletop import Tabletop
-
     torch.manual_seed(0)
     policy = ChunkPolicy(PolicyConfig(horizon=4, encoder="view_tokens", object_dim=32, hidden=32, channels=8))
-    _, _, tasks = _scenes(4, 0)
-    obs = {k: torch.as_tensor(v) for k, v in Tabletop(4).reset(tasks, np.random.default_rng(0)).items()
-           if k in ("state", "head", "wrist", "instruction")}
+    obs = _view_obs(4)
     waypoints, log_std, grip_logits = policy(obs)
     assert waypoints.shape == log_std.shape == (4, 4, 2) and grip_logits.shape == (4, 4)
     base = policy.features(obs)
@@ -112,3 +117,70 @@ def test_film_scale_multiplies_the_instruction_condition_only():
     assert torch.allclose(policy.head(head, words), policy.head(head, other))   # scale 0: words do not reach it
     policy.head.condition_scale = 1.0
     assert not torch.allclose(policy.head(head, words), policy.head(head, other))
+
+
+def test_expected_coordinates_of_a_peak_is_its_position():
+    from nanorepro.embodied.policy import expected_coordinates, spatial_softmax
+
+    attention = torch.zeros(1, 1, 4, 5)
+    attention[0, 0, 1, 3] = 1.0                      # row 1 of 4, column 3 of 5
+    np.testing.assert_allclose(expected_coordinates(attention)[0, 0], [0.5, -1 / 3], atol=1e-6)
+    peaks = torch.zeros(1, 2, 4, 5)
+    peaks[0, 0, 1, 3] = peaks[0, 1, 3, 0] = 50.0     # softmax ~ one-hot: keypoints (0.5, -1/3) and (-1, 1)
+    np.testing.assert_allclose(spatial_softmax(peaks)[0], [0.5, -1.0, -1 / 3, 1.0], atol=1e-4)  # all x, then all y
+
+
+def test_query_view_policy_reads_both_views_and_the_instruction():
+    torch.manual_seed(0)
+    policy = ChunkPolicy(PolicyConfig(horizon=4, encoder="query_views", hidden=64, channels=8, queries=3))
+    obs = _view_obs(4)
+    waypoints, log_std, grip_logits = policy(obs)
+    assert waypoints.shape == log_std.shape == (4, 4, 2) and grip_logits.shape == (4, 4)
+    keypoints = policy.head(obs["head"], (policy.words(obs["instruction"]) + policy.word_pos).flatten(1))[:, :6]
+    assert keypoints.abs().max() <= 1.0              # 3 queries' (x, y) inside the image
+    base = policy.features(obs)
+    for key in ("head", "wrist", "instruction"):
+        changed = {**obs, key: obs[key].roll(1, 0)}
+        assert not torch.allclose(policy.features(changed), base), key
+    with pytest.raises(UserError, match="must exceed"):
+        ChunkPolicy(PolicyConfig(encoder="query_views", hidden=16, queries=4))
+    with pytest.raises(UserError, match="policy encoder must be one of"):
+        ChunkPolicy(PolicyConfig(encoder="film"))
+
+
+def test_linear_readout_adds_a_linear_map_of_the_features_to_the_head():
+    torch.manual_seed(0)
+    policy = ChunkPolicy(PolicyConfig(horizon=4, encoder="query_views", hidden=64, channels=8, linear_readout=True))
+    features = torch.randn(3, policy.feature_dim)
+    torch.testing.assert_close(policy.head_output(features) - policy.out(features), policy.readout(features))
+    assert not hasattr(ChunkPolicy(PolicyConfig(horizon=4, hidden=64, channels=8)), "readout")  # off by default
+
+
+def test_relative_keypoints_are_table_positions_minus_the_gripper():
+    policy = ChunkPolicy(PolicyConfig(horizon=4, encoder="query_views", hidden=64, channels=8, queries=2,
+                                      relative_keypoints=True))
+    head = torch.zeros(1, 32)
+    head[0, :4] = torch.tensor([0.0, 0.0, -1.0, 1.0])     # image centre and bottom-left corner
+    state = torch.zeros(1, 30)
+    state[0, :2] = torch.tensor([0.2, 0.7])
+    torch.testing.assert_close(policy.keypoints_from_gripper(head, state), torch.tensor([[0.3, -0.2, -0.2, 0.3]]))
+    assert policy.features(_view_obs(2)).shape[1] == policy.feature_dim
+    with pytest.raises(UserError, match="needs encoder='query_views'"):
+        ChunkPolicy(PolicyConfig(relative_keypoints=True))
+
+
+def test_query_token_policy_reads_both_views_the_instruction_and_the_gripper():
+    torch.manual_seed(0)
+    policy = ChunkPolicy(PolicyConfig(horizon=4, encoder="query_tokens", object_dim=32, hidden=32, channels=8))
+    obs = _view_obs(4)
+    waypoints, log_std, grip_logits = policy(obs)
+    assert waypoints.shape == log_std.shape == (4, 4, 2) and grip_logits.shape == (4, 4)
+    base = policy.features(obs)
+    for key in ("head", "wrist", "instruction"):
+        assert not torch.allclose(policy.features({**obs, key: obs[key].roll(1, 0)}), base), key
+    slots, present = policy.query_tokens.scene(obs)
+    assert slots.shape == (4, 2 * 4, 32) and present.all()
+    moved = obs["state"].clone()
+    moved[:, :2] += 0.1                                   # the head slots hold keypoints relative to the gripper
+    moved_slots, _ = policy.query_tokens.scene({**obs, "state": moved})
+    assert not torch.allclose(moved_slots[:, :4], slots[:, :4]) and torch.allclose(moved_slots[:, 4:], slots[:, 4:])

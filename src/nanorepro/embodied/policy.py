@@ -26,6 +26,13 @@ per view and patch), and the same transformer runs over [gripper | head patches 
 patches | instruction words]; the gripper token's output feeds the head. Attention can
 match a colour word to the patches that show that colour, which FiLM's global per-channel
 scaling of the CNN cannot point at.
+
+``encoder="query_views"`` keeps the two CNNs and the head but replaces FiLM and the spatial
+softmax with K instruction queries per view (``InstructionQueries``, our design): each query
+attends over the feature map and returns the expected (x, y) of its attention — an absolute
+keypoint the words pick — and the attended features. ``encoder="query_tokens"`` feeds those
+keypoints (relative to the gripper) and features as slot tokens to the object encoder's
+transformer. Pilots of all of these: ``docs/tabletop.md``.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ from nanorepro.envs.tabletop import COLOURS, MAX_OBJECTS, MAX_WORDS, PAD, VOCAB,
 from nanorepro.nn.mlp import mlp
 from nanorepro.nn.transformer import Block
 
+ENCODERS = ("views", "query_views", "view_tokens", "query_tokens", "objects")
+TOKEN_ENCODERS = ("view_tokens", "query_tokens", "objects")  # transformers whose gripper token feeds the head
 PROPRIO = 3  # gripper x, y, grip (not its velocity: BC copies it, the copycat problem): first state entries
 STATE_DIM = 30
 
@@ -60,10 +69,15 @@ class PolicyConfig:
     execute: int = 0             # waypoints run per predicted chunk; 0 = the whole chunk
     offset_scale: float = 0.1    # waypoints = gripper + offset_scale x network output
     privileged_state: bool = False  # also read the full simulator state (object poses): a diagnostic upper bound
-    encoder: str = "views"       # "views" (FiLM CNNs on both cameras), "view_tokens" (transformer over both
-                                 # cameras' patch tokens) or "objects" (transformer over the state)
+    encoder: str = "views"       # "views" (FiLM CNNs on both cameras), "query_views" (CNNs read by
+                                 # instruction queries), "view_tokens" (transformer over both cameras'
+                                 # patch tokens), "query_tokens" (transformer over the queries' slots)
+                                 # or "objects" (transformer over the state)
     object_dim: int = 64         # the token encoders' width (2 blocks, 4 heads)
     film_scale: float = 1.0      # multiplies the FiLM condition (the 256 flattened word features); see ViewEncoder
+    queries: int = 4             # "query_views" / "query_tokens": instruction queries per view
+    linear_readout: bool = False  # add a linear map of the features to the head's MLP (a direct readout)
+    relative_keypoints: bool = False  # "query_views": also the head keypoints minus the gripper position
 
 
 def to_float(images_BHWC: torch.Tensor) -> torch.Tensor:
@@ -79,13 +93,19 @@ def with_coordinates(images_BHWC: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, torch.stack([xs, ys]).expand(B, -1, -1, -1)], 1)
 
 
+def expected_coordinates(attention_BCHW: torch.Tensor) -> torch.Tensor:
+    """(B, C, 2): per map of weights summing to one, the mean (x, y) in [-1, 1] (image coordinates)."""
+    _, _, H, W = attention_BCHW.shape
+    xs = torch.linspace(-1, 1, W, device=attention_BCHW.device)
+    ys = torch.linspace(-1, 1, H, device=attention_BCHW.device)
+    return torch.stack([(attention_BCHW.sum(2) * xs).sum(-1), (attention_BCHW.sum(3) * ys).sum(-1)], -1)
+
+
 def spatial_softmax(features_BCHW: torch.Tensor) -> torch.Tensor:
     """(B, 2C): per channel, the softmax-weighted mean (x, y) in [-1, 1] of its feature map."""
     B, C, H, W = features_BCHW.shape
-    attention = features_BCHW.flatten(2).softmax(-1).view(B, C, H, W)
-    xs = torch.linspace(-1, 1, W, device=features_BCHW.device)
-    ys = torch.linspace(-1, 1, H, device=features_BCHW.device)
-    return torch.cat([(attention.sum(2) * xs).sum(-1), (attention.sum(3) * ys).sum(-1)], 1)
+    points = expected_coordinates(features_BCHW.flatten(2).softmax(-1).view(B, C, H, W))
+    return points.transpose(1, 2).flatten(1)  # all x, then all y
 
 
 class ViewEncoder(nn.Module):
@@ -117,6 +137,50 @@ class ViewEncoder(nn.Module):
             x = F.relu(conv(x) * (1 + film[:, i, 0]) + film[:, i, 1])
         maps = self.keypoints(x)
         return F.relu(self.proj(torch.cat([spatial_softmax(maps), F.relu(maps).mean((2, 3))], 1)))
+
+
+class InstructionQueries(nn.Module):
+    """A CoordConv CNN (stride 2 once) read by K instruction-conditioned queries (our design).
+
+    Query k = a linear map of the instruction's word features; its attention over the feature
+    map's positions p is softmax_p(q_k . key(p) / sqrt(c)). Out per query: the expected (x, y)
+    under that attention (B, K, 2) — an absolute keypoint, as in the spatial softmax, but one
+    the words choose ("the red block") — and the attended value features (B, K, c). FiLM only
+    rescales channels everywhere at once; a query can point at the patches that match a word.
+    """
+
+    def __init__(self, channels: int, condition: int, queries: int):
+        super().__init__()
+        c = channels
+        self.cnn = nn.Sequential(nn.Conv2d(5, c, 3, 1, 1), nn.ReLU(), nn.Conv2d(c, c, 3, 2, 1), nn.ReLU(),
+                                 nn.Conv2d(c, c, 3, 1, 1), nn.ReLU())
+        self.key = nn.Conv2d(c, c, 1)
+        self.value = nn.Conv2d(c, c, 1)
+        self.query = nn.Linear(condition, queries * c)
+
+    def forward(self, images_BHWC: torch.Tensor, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.cnn(with_coordinates(images_BHWC))
+        B, c, H, W = x.shape
+        queries = self.query(condition).view(B, -1, c)                                  # (B, K, c)
+        attention = (queries @ self.key(x).flatten(2) / c**0.5).softmax(-1)               # (B, K, HW)
+        points = expected_coordinates(attention.view(B, -1, H, W))                        # (B, K, 2)
+        return points, attention @ self.value(x).flatten(2).transpose(1, 2)               # values (B, K, c)
+
+
+class QueryViewEncoder(nn.Module):
+    """``InstructionQueries`` flattened for the MLP head: the K keypoints as they are, then a ReLU layer of the
+    attended features; (B, out)."""
+
+    def __init__(self, channels: int, out: int, condition: int, queries: int = 4):
+        super().__init__()
+        if out <= 2 * queries:
+            raise UserError(f"query_views: encoder width {out} must exceed 2 x {queries} queries")
+        self.read = InstructionQueries(channels, condition, queries)
+        self.proj = nn.Linear(queries * channels, out - 2 * queries)
+
+    def forward(self, images_BHWC: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        points, values = self.read(images_BHWC, condition)
+        return torch.cat([points.flatten(1), F.relu(self.proj(values.flatten(1)))], 1)
 
 
 class TokenEncoder(nn.Module, ABC):
@@ -188,6 +252,28 @@ class ViewTokenEncoder(TokenEncoder):
         return patches, torch.ones(patches.shape[:2], dtype=torch.bool)
 
 
+class QueryTokenEncoder(TokenEncoder):
+    """Scene tokens from the cameras as soft object slots (our design): per view, ``InstructionQueries`` (its
+    queries read this encoder's word embeddings) gives K keypoints and features; a slot token embeds
+    [keypoint relative to the gripper, features] — the head view's keypoint mapped to the table
+    ((u + 1) / 2) minus the gripper, the wrist view's as it is (that camera is centred on the
+    gripper) — plus a learned embedding per view. The object encoder's input, from pixels."""
+
+    def build_scene(self, d: int, channels: int, queries: int) -> None:
+        self.readers = nn.ModuleList(InstructionQueries(channels, MAX_WORDS * d, queries) for _ in range(2))
+        self.slot = nn.Linear(2 + channels, d)
+        self.view_embedding = nn.Parameter(torch.randn(2, 1, d) * 0.02)
+
+    def scene(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        words = (self.words(obs["instruction"]) + self.word_pos).flatten(1)
+        head_points, head_values = self.readers[0](obs["head"], words)
+        wrist_points, wrist_values = self.readers[1](obs["wrist"], words)
+        head_points = (head_points + 1) / 2 - obs["state"][:, None, :2]
+        slots = torch.cat([self.slot(torch.cat([head_points, head_values], -1)) + self.view_embedding[0],
+                           self.slot(torch.cat([wrist_points, wrist_values], -1)) + self.view_embedding[1]], 1)
+        return slots, torch.ones(slots.shape[:2], dtype=torch.bool)
+
+
 class ChunkPolicy(nn.Module):
     def __init__(self, cfg: PolicyConfig = PolicyConfig()):
         super().__init__()
@@ -195,37 +281,76 @@ class ChunkPolicy(nn.Module):
             raise UserError(f"policy loss must be 'l1' or 'nll', got {cfg.loss!r}")
         if not 0 <= cfg.execute <= cfg.horizon:
             raise UserError(f"policy execute must be in [0, horizon={cfg.horizon}], got {cfg.execute}")
-        if cfg.encoder not in ("views", "view_tokens", "objects"):
-            raise UserError(f"policy encoder must be 'views', 'view_tokens' or 'objects', got {cfg.encoder!r}")
+        if cfg.encoder not in ENCODERS:
+            raise UserError(f"policy encoder must be one of {', '.join(ENCODERS)}, got {cfg.encoder!r}")
+        if cfg.relative_keypoints and cfg.encoder != "query_views":
+            raise UserError("relative_keypoints needs encoder='query_views' (the keypoints come from its queries)")
         self.cfg = cfg
         if cfg.encoder == "objects":
             self.objects = ObjectEncoder(cfg.object_dim)
         elif cfg.encoder == "view_tokens":
             self.view_tokens = ViewTokenEncoder(cfg.object_dim, size=cfg.view_size, channels=cfg.channels)
-        if cfg.encoder != "views":
+        elif cfg.encoder == "query_tokens":
+            self.query_tokens = QueryTokenEncoder(cfg.object_dim, channels=cfg.channels, queries=cfg.queries)
+        if cfg.encoder in TOKEN_ENCODERS:
             self.state_dim = PROPRIO
             self.out = mlp(cfg.object_dim, cfg.hidden, 5 * cfg.horizon, layers=2)
-            return
-        d = cfg.hidden // 2
-        self.head = ViewEncoder(cfg.view_size, cfg.channels, d, MAX_WORDS * cfg.word_dim, cfg.film_scale)
-        self.wrist = ViewEncoder(cfg.view_size, cfg.channels, d, MAX_WORDS * cfg.word_dim, cfg.film_scale)
+        else:
+            self._build_view_encoders(cfg)
+        if cfg.linear_readout:
+            self.readout = nn.Linear(self.feature_dim, 5 * cfg.horizon)
+
+    def _build_view_encoders(self, cfg: PolicyConfig) -> None:
+        d, condition = cfg.hidden // 2, MAX_WORDS * cfg.word_dim
+        if cfg.encoder == "views":
+            self.head = ViewEncoder(cfg.view_size, cfg.channels, d, condition, cfg.film_scale)
+            self.wrist = ViewEncoder(cfg.view_size, cfg.channels, d, condition, cfg.film_scale)
+        else:
+            self.head = QueryViewEncoder(cfg.channels, d, condition, cfg.queries)
+            self.wrist = QueryViewEncoder(cfg.channels, d, condition, cfg.queries)
         self.words = nn.Embedding(len(VOCAB) + 2, cfg.word_dim)
         self.word_pos = nn.Parameter(torch.zeros(MAX_WORDS, cfg.word_dim))
         self.state_dim = STATE_DIM if cfg.privileged_state else PROPRIO
-        self.out = mlp(2 * d + MAX_WORDS * cfg.word_dim + self.state_dim, cfg.hidden, 5 * cfg.horizon, layers=2)
+        relative = 2 * cfg.queries if cfg.relative_keypoints else 0
+        self.out = mlp(2 * d + MAX_WORDS * cfg.word_dim + self.state_dim + relative, cfg.hidden, 5 * cfg.horizon,
+                       layers=2)
 
     def features(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, feature_dim): both views' FiLM-conditioned encodings, the instruction's words, the proprioception
         (or a token encoder's gripper token)."""
-        if self.cfg.encoder != "views":
-            return getattr(self, self.cfg.encoder)(obs)  # self.objects or self.view_tokens
+        if self.cfg.encoder in TOKEN_ENCODERS:
+            return getattr(self, self.cfg.encoder)(obs)  # self.objects, self.view_tokens or self.query_tokens
         words = (self.words(obs["instruction"]) + self.word_pos).flatten(1)
-        return torch.cat([self.head(obs["head"], words), self.wrist(obs["wrist"], words), words,
-                          obs["state"][:, :self.state_dim]], 1)
+        head = self.head(obs["head"], words)
+        parts = [head, self.wrist(obs["wrist"], words), words, obs["state"][:, :self.state_dim]]
+        if self.cfg.relative_keypoints:
+            parts.append(self.keypoints_from_gripper(head, obs["state"]))
+        return torch.cat(parts, 1)
+
+    def keypoints_from_gripper(self, head_features: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """(B, 2K): the head view's query keypoints on the table minus the gripper's position.
+
+        The head view spans the table, so image coordinates u in [-1, 1] are the table's
+        (u + 1) / 2 (to within half a feature cell); the object encoder reads objects relative
+        to the gripper in the same way.
+        """
+        K = self.cfg.queries
+        points = (head_features[:, : 2 * K].view(-1, K, 2) + 1) / 2
+        return (points - state[:, None, :2]).flatten(1)
 
     @property
     def feature_dim(self) -> int:
         return self.out[0].in_features
+
+    def head_output(self, features: torch.Tensor) -> torch.Tensor:
+        """The head: MLP(features), plus a linear map of them with ``linear_readout``.
+
+        Without the linear path the ReLU MLP must learn e.g. "object - gripper" / offset_scale
+        (outputs of ~10 for a far object) from small initial weights; the pointing probe in
+        docs/tabletop.md shows it does not in 1,500 steps even when the features locate the object.
+        """
+        out = self.out(features)
+        return out + self.readout(features) if self.cfg.linear_readout else out
 
     def forward(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(waypoints (B, H, 2), their log-std (B, H, 2), grip logits (B, H)).
@@ -235,7 +360,7 @@ class ChunkPolicy(nn.Module):
         few hundredths swamp the motion it encodes (the policy then stalls).
         """
         H = self.cfg.horizon
-        out = self.out(self.features(obs))
+        out = self.head_output(self.features(obs))
         offset, log_std = out[:, : 4 * H].view(-1, 2, H, 2).unbind(1)
         waypoints = obs["state"][:, None, :2] + self.cfg.offset_scale * offset
         return waypoints, log_std.clamp(self.cfg.min_log_std, self.cfg.max_log_std), out[:, 4 * H:]
