@@ -139,6 +139,15 @@ class ViewEncoder(nn.Module):
         return F.relu(self.proj(torch.cat([spatial_softmax(maps), F.relu(maps).mean((2, 3))], 1)))
 
 
+def head_keypoints_from_gripper(points_BK2: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    """(B, K, 2): head-view keypoints on the table minus the gripper's position (the object encoder's frame).
+
+    The head view spans the table, so image coordinates u in [-1, 1] are the table's (u + 1) / 2
+    (to within half a feature cell).
+    """
+    return (points_BK2 + 1) / 2 - state[:, None, :2]
+
+
 class InstructionQueries(nn.Module):
     """A CoordConv CNN (stride 2 once) read by K instruction-conditioned queries (our design).
 
@@ -255,9 +264,9 @@ class ViewTokenEncoder(TokenEncoder):
 class QueryTokenEncoder(TokenEncoder):
     """Scene tokens from the cameras as soft object slots (our design): per view, ``InstructionQueries`` (its
     queries read this encoder's word embeddings) gives K keypoints and features; a slot token embeds
-    [keypoint relative to the gripper, features] — the head view's keypoint mapped to the table
-    ((u + 1) / 2) minus the gripper, the wrist view's as it is (that camera is centred on the
-    gripper) — plus a learned embedding per view. The object encoder's input, from pixels."""
+    [keypoint relative to the gripper, features] — the head view's via ``head_keypoints_from_gripper``,
+    the wrist view's as it is (that camera is centred on the gripper) — plus a learned embedding
+    per view. The object encoder's input, from pixels."""
 
     def build_scene(self, d: int, channels: int, queries: int) -> None:
         self.readers = nn.ModuleList(InstructionQueries(channels, MAX_WORDS * d, queries) for _ in range(2))
@@ -268,7 +277,7 @@ class QueryTokenEncoder(TokenEncoder):
         words = (self.words(obs["instruction"]) + self.word_pos).flatten(1)
         head_points, head_values = self.readers[0](obs["head"], words)
         wrist_points, wrist_values = self.readers[1](obs["wrist"], words)
-        head_points = (head_points + 1) / 2 - obs["state"][:, None, :2]
+        head_points = head_keypoints_from_gripper(head_points, obs["state"])
         slots = torch.cat([self.slot(torch.cat([head_points, head_values], -1)) + self.view_embedding[0],
                            self.slot(torch.cat([wrist_points, wrist_values], -1)) + self.view_embedding[1]], 1)
         return slots, torch.ones(slots.shape[:2], dtype=torch.bool)
@@ -328,15 +337,9 @@ class ChunkPolicy(nn.Module):
         return torch.cat(parts, 1)
 
     def keypoints_from_gripper(self, head_features: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """(B, 2K): the head view's query keypoints on the table minus the gripper's position.
-
-        The head view spans the table, so image coordinates u in [-1, 1] are the table's
-        (u + 1) / 2 (to within half a feature cell); the object encoder reads objects relative
-        to the gripper in the same way.
-        """
+        """(B, 2K): the head view's K query keypoints (its first 2K features) relative to the gripper."""
         K = self.cfg.queries
-        points = (head_features[:, : 2 * K].view(-1, K, 2) + 1) / 2
-        return (points - state[:, None, :2]).flatten(1)
+        return head_keypoints_from_gripper(head_features[:, : 2 * K].view(-1, K, 2), state).flatten(1)
 
     @property
     def feature_dim(self) -> int:
@@ -345,9 +348,10 @@ class ChunkPolicy(nn.Module):
     def head_output(self, features: torch.Tensor) -> torch.Tensor:
         """The head: MLP(features), plus a linear map of them with ``linear_readout``.
 
-        Without the linear path the ReLU MLP must learn e.g. "object - gripper" / offset_scale
-        (outputs of ~10 for a far object) from small initial weights; the pointing probe in
-        docs/tabletop.md shows it does not in 1,500 steps even when the features locate the object.
+        To point at an object the head must output ~(object - gripper) / offset_scale. In the
+        pointing probe (docs/tabletop.md) the MLP alone does not learn that in 1,500 steps even
+        when the features locate the object; the linear path does, where its weights stay O(1)
+        (offset_scale 1, not 0.1: Adam moves a weight by ~lr a step).
         """
         out = self.out(features)
         return out + self.readout(features) if self.cfg.linear_readout else out
