@@ -39,6 +39,8 @@ VARIANTS = {  # views: the FiLM CNNs as used (film_scale 1); views_film16: film_
     "views_film16_linear": PolicyConfig(horizon=4, channels=16, hidden=64, film_scale=1 / 16, linear_readout=True),
     "query_tokens": PolicyConfig(horizon=4, channels=16, hidden=64, encoder="query_tokens", object_dim=32),
     "query_views_offset1": PolicyConfig(horizon=4, channels=16, hidden=64, encoder="query_views", offset_scale=1.0),
+    "query_views_offset1_linear": PolicyConfig(horizon=4, channels=16, hidden=64, encoder="query_views",
+                                               offset_scale=1.0, linear_readout=True),
     "objects": PolicyConfig(horizon=4, hidden=64, encoder="objects", object_dim=32),
 }
 

@@ -91,9 +91,17 @@ def test_object_policy_learns_to_point_at_the_named_object():
     assert error < 0.2 * chance, (error, chance)
 
 
-def test_view_token_encoder_reads_both_views_and_the_instruction():
+VIEW_POLICIES = {
+    "view_tokens": PolicyConfig(horizon=4, encoder="view_tokens", object_dim=32, hidden=32, channels=8),
+    "query_views": PolicyConfig(horizon=4, encoder="query_views", hidden=64, channels=8, queries=3),
+    "query_tokens": PolicyConfig(horizon=4, encoder="query_tokens", object_dim=32, hidden=32, channels=8),
+}
+
+
+@pytest.mark.parametrize("encoder", sorted(VIEW_POLICIES))
+def test_view_policies_read_both_views_and_the_instruction(encoder):
     torch.manual_seed(0)
-    policy = ChunkPolicy(PolicyConfig(horizon=4, encoder="view_tokens", object_dim=32, hidden=32, channels=8))
+    policy = ChunkPolicy(VIEW_POLICIES[encoder])
     obs = _view_obs(4)
     waypoints, log_std, grip_logits = policy(obs)
     assert waypoints.shape == log_std.shape == (4, 4, 2) and grip_logits.shape == (4, 4)
@@ -101,6 +109,9 @@ def test_view_token_encoder_reads_both_views_and_the_instruction():
     for key in ("head", "wrist", "instruction"):
         changed = {**obs, key: obs[key].roll(1, 0)}   # another scene's view / words
         assert not torch.allclose(policy.features(changed), base), key
+
+
+def test_view_token_encoder_needs_a_view_size_divisible_by_4():
     with pytest.raises(UserError, match="divisible by 4"):
         ChunkPolicy(PolicyConfig(encoder="view_tokens", view_size=30))
 
@@ -130,18 +141,12 @@ def test_expected_coordinates_of_a_peak_is_its_position():
     np.testing.assert_allclose(spatial_softmax(peaks)[0], [0.5, -1.0, -1 / 3, 1.0], atol=1e-4)  # all x, then all y
 
 
-def test_query_view_policy_reads_both_views_and_the_instruction():
+def test_query_view_keypoints_lie_in_the_image_and_bad_settings_are_refused():
     torch.manual_seed(0)
-    policy = ChunkPolicy(PolicyConfig(horizon=4, encoder="query_views", hidden=64, channels=8, queries=3))
+    policy = ChunkPolicy(VIEW_POLICIES["query_views"])
     obs = _view_obs(4)
-    waypoints, log_std, grip_logits = policy(obs)
-    assert waypoints.shape == log_std.shape == (4, 4, 2) and grip_logits.shape == (4, 4)
     keypoints = policy.head(obs["head"], (policy.words(obs["instruction"]) + policy.word_pos).flatten(1))[:, :6]
     assert keypoints.abs().max() <= 1.0              # 3 queries' (x, y) inside the image
-    base = policy.features(obs)
-    for key in ("head", "wrist", "instruction"):
-        changed = {**obs, key: obs[key].roll(1, 0)}
-        assert not torch.allclose(policy.features(changed), base), key
     with pytest.raises(UserError, match="must exceed"):
         ChunkPolicy(PolicyConfig(encoder="query_views", hidden=16, queries=4))
     with pytest.raises(UserError, match="policy encoder must be one of"):
@@ -169,18 +174,13 @@ def test_relative_keypoints_are_table_positions_minus_the_gripper():
         ChunkPolicy(PolicyConfig(relative_keypoints=True))
 
 
-def test_query_token_policy_reads_both_views_the_instruction_and_the_gripper():
+def test_query_token_slots_hold_head_keypoints_relative_to_the_gripper():
     torch.manual_seed(0)
-    policy = ChunkPolicy(PolicyConfig(horizon=4, encoder="query_tokens", object_dim=32, hidden=32, channels=8))
+    policy = ChunkPolicy(VIEW_POLICIES["query_tokens"])
     obs = _view_obs(4)
-    waypoints, log_std, grip_logits = policy(obs)
-    assert waypoints.shape == log_std.shape == (4, 4, 2) and grip_logits.shape == (4, 4)
-    base = policy.features(obs)
-    for key in ("head", "wrist", "instruction"):
-        assert not torch.allclose(policy.features({**obs, key: obs[key].roll(1, 0)}), base), key
     slots, present = policy.query_tokens.scene(obs)
     assert slots.shape == (4, 2 * 4, 32) and present.all()
     moved = obs["state"].clone()
-    moved[:, :2] += 0.1                                   # the head slots hold keypoints relative to the gripper
+    moved[:, :2] += 0.1                                   # moving the gripper changes the head slots only
     moved_slots, _ = policy.query_tokens.scene({**obs, "state": moved})
     assert not torch.allclose(moved_slots[:, :4], slots[:, :4]) and torch.allclose(moved_slots[:, 4:], slots[:, 4:])

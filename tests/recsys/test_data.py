@@ -1,3 +1,5 @@
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -101,14 +103,12 @@ def test_longtail_mask_is_the_least_popular_share():
 
 
 def test_missing_recbole_data_names_the_install_command(monkeypatch):
-    import importlib.util
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UserError, match="pip install --no-deps recbole==1.2.1"):
         recbole_example_files("ml-100k")
 
 
 def test_movielens_100k_from_the_recbole_wheel():
-    import importlib.util
     if importlib.util.find_spec("recbole") is None:  # `make install` installs it (data only)
         pytest.skip("MovieLens-100k needs `pip install --no-deps recbole==1.2.1`")
     data = load_atomic(*recbole_example_files("ml-100k"))
