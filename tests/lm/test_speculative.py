@@ -1,8 +1,11 @@
+import copy
+
 import pytest
 import torch
 
-from nanorepro.lm.model import HybridConfig, HybridLM
+from nanorepro.lm.model import HybridConfig, HybridLM, use_nvfp4
 from nanorepro.lm.speculative import greedy_decode, speculative_decode
+from nanorepro.nn.nvfp4 import NVFP4Recipe
 
 
 def tiny(**changes) -> HybridConfig:
@@ -44,3 +47,13 @@ def test_acceptance_statistics(trained):
     a1, a2 = stats.alphas
     assert 0 <= a1 <= 1 and 0 <= a2 <= 1
     assert stats.tau == pytest.approx(1 + a1 + a1 * a2, abs=0.15)  # tau ~ 1 + a1 + a1 a2
+
+
+def test_speculative_equals_greedy_in_nvfp4_with_per_token_activation_scales(trained):
+    """A 3-token verify pass quantizes each token as a 1-token step does (fp32, no tolerance)."""
+    model = copy.deepcopy(trained).float()
+    assert use_nvfp4(model, NVFP4Recipe(activation_scale="token"), high_precision_last=0)["nvfp4_linear_layers"]
+    for prompt in (list(b"the cat"), list(b"mat. the c")):
+        ids = torch.tensor([prompt])
+        spec, stats = speculative_decode(model, ids, 60)
+        assert spec == greedy_decode(model, ids, 60) and sum(stats.accepted) > 0

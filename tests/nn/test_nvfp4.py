@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from nanorepro.nn.nvfp4 import (
@@ -8,6 +9,7 @@ from nanorepro.nn.nvfp4 import (
     nvfp4_linear,
     quantize_1d,
     quantize_2d,
+    replace_recipe,
     rht_tokens,
     round_e2m1,
 )
@@ -74,3 +76,28 @@ def test_nvfp4_linear_tracks_the_exact_gradients():
     xb = torch.randn(3, 20, 64)
     batched = nvfp4_linear(xb, w, NVFP4Recipe())
     assert batched.shape == (3, 20, 32)
+
+
+def test_per_token_activation_scale_quantizes_each_token_alone():
+    """With the recipe's per-tensor s_global, one token 1e6 times larger pushes the other's E4M3
+    block scales below the smallest subnormal (448 * 1e-6 < 2^-10): it quantizes to zero. Per token,
+    each row quantizes as it does alone (the products may still differ in the last bit: fp32 GEMM
+    summation order depends on the shape)."""
+    torch.manual_seed(5)
+    x, w = torch.randn(1, 64), torch.randn(32, 64)
+    pair = torch.cat([x, x * 1e6])
+    per_tensor = nvfp4_linear(pair, w, NVFP4Recipe())
+    assert torch.equal(per_tensor[0], torch.zeros(32))
+    token = NVFP4Recipe(activation_scale="token")
+    alone = nvfp4_linear(x, w, token)
+    assert alone.abs().min() > 0 and torch.allclose(nvfp4_linear(pair, w, token)[0], alone[0])
+    assert torch.equal(quantize_1d(pair, per_row=True)[0], quantize_1d(x, per_row=True)[0])
+    assert torch.equal(quantize_1d(torch.zeros(2, 16), per_row=True), torch.zeros(2, 16))
+
+
+def test_replace_recipe_reaches_every_nvfp4_module():
+    model = torch.nn.Sequential(NVFP4Linear(16, 16), torch.nn.Linear(16, 16), NVFP4Linear(16, 16))
+    assert replace_recipe(model, activation_scale="token") == 2
+    assert [m.recipe.activation_scale for m in (model[0], model[2])] == ["token", "token"]
+    with pytest.raises(ValueError, match="activation_scale"):
+        NVFP4Recipe(activation_scale="row")

@@ -27,10 +27,11 @@ from nanorepro.lm.data import build_corpus, eval_windows
 from nanorepro.lm.model import NAMED_SIZES, HybridConfig, HybridLM, use_nvfp4
 from nanorepro.lm.speculative import greedy_decode, speculative_decode
 from nanorepro.lm.train import TrainConfig, train
-from nanorepro.nn.nvfp4 import NVFP4Recipe
+from nanorepro.nn.nvfp4 import NVFP4Recipe, replace_recipe
 
 VARIANTS = ("dense", "moe", "latent", "latent_nvfp4")
-LABELS = {"dense": "dense MLP", "moe": "standard MoE", "latent": "LatentMoE", "latent_nvfp4": "LatentMoE, NVFP4"}
+LABELS = {"dense": "dense MLP", "moe": "standard MoE", "latent": "LatentMoE", "latent_nvfp4": "LatentMoE, NVFP4",
+          "latent_nvfp4_train_scale": "LatentMoE, NVFP4, training's activation scale"}
 
 # d = 128: LatentMoE 32 experts top-8, m = 64, l = 32: routed 8*2*32*64 + 2*128*32 = 40,960 MACs;
 # standard MoE 8 experts top-2, m = 80, full width: 2*2*128*80 = 40,960; both plus a shared
@@ -57,6 +58,10 @@ class HybridLMConfig:
     rht: bool = True
     stochastic_rounding: bool = True
     weight_2d: bool = True
+    activation_scale: Literal["tensor", "token"] = "tensor"  # NVFP4 training: per-tensor s_global (the recipe)
+    # Decoding the NVFP4 model: per-token s_global, so a 3-token verify pass quantizes each token as a
+    # 1-token step does and speculative output equals greedy (nn/nvfp4.py); also measured with the above.
+    decode_activation_scale: Literal["tensor", "token"] = "token"
     mtp_prompts: int = 8  # held-out prompts for MTP acceptance and decoding speed
     prompt_len: int = 64
     generate: int = 128
@@ -99,6 +104,31 @@ def measured_cache_bytes(model: HybridLM, context: int, chunk: int) -> int:
     return cache.nbytes()
 
 
+def mtp_decoding(model: HybridLM, prompts: torch.Tensor, generate: int) -> dict:
+    """Plain greedy vs MTP self-speculative decoding of each prompt at batch 1: acceptance, speed,
+    and how many outputs are token-for-token identical. One short untimed warm-up of each first,
+    so lazy CUDA initialisation is not timed."""
+    greedy_decode(model, prompts[:1], 8)
+    speculative_decode(model, prompts[:1], 8)
+    plain_s = spec_s = 0.0
+    drafted, accepted, rounds, tokens, identical = [0, 0], [0, 0], 0, 0, 0
+    for prompt in prompts:
+        t0 = time.perf_counter()
+        plain = greedy_decode(model, prompt[None], generate)
+        plain_s += time.perf_counter() - t0
+        spec, stats = speculative_decode(model, prompt[None], generate)
+        spec_s += stats.seconds
+        identical += int(spec == plain)
+        rounds, tokens = rounds + stats.rounds, tokens + stats.tokens
+        drafted = [a + b for a, b in zip(drafted, stats.drafted, strict=True)]
+        accepted = [a + b for a, b in zip(accepted, stats.accepted, strict=True)]
+    alphas = [a / d if d else 0.0 for a, d in zip(accepted, drafted, strict=True)]
+    n = len(prompts) * generate
+    return {"alpha1": alphas[0], "alpha2": alphas[1], "tau": tokens / rounds, "plain_tokens_per_s": n / plain_s,
+            "spec_tokens_per_s": n / spec_s, "speedup": plain_s / spec_s, "identical_outputs": identical,
+            "prompts": len(prompts)}
+
+
 @lru_cache(maxsize=2)
 def corpus(max_bytes: int):
     return build_corpus(max_bytes)
@@ -111,7 +141,8 @@ def run(cfg: HybridLMConfig, ctx: RunContext) -> Metrics:
                        eval_every=max(1, cfg.steps // 8), eval_windows=cfg.eval_windows,
                        checkpoint_every=max(1, cfg.steps // 4))
     bar = ctx.task(f"hybrid_lm seed {ctx.seed}", total=len(VARIANTS) * cfg.steps + 2)
-    recipe = NVFP4Recipe(rht=cfg.rht, stochastic_rounding=cfg.stochastic_rounding, weight_2d=cfg.weight_2d)
+    recipe = NVFP4Recipe(rht=cfg.rht, stochastic_rounding=cfg.stochastic_rounding, weight_2d=cfg.weight_2d,
+                         activation_scale=cfg.activation_scale)
     autocast = torch.bfloat16 if ctx.device.type == "cuda" else None  # bf16 autocast on CUDA; fp32 on CPU
     models, results = {}, {}
     for variant in VARIANTS:
@@ -145,30 +176,14 @@ def run(cfg: HybridLMConfig, ctx: RunContext) -> Metrics:
         }
 
     # MTP drafting on held-out files, and decoding speed at batch 1 (plain vs speculative, same prompts;
-    # fp32 weights; one short warm-up of each first, so lazy CUDA initialisation is not timed).
+    # fp32 weights). The NVFP4 model decodes with ``decode_activation_scale``, and also with its
+    # training scale where that differs (to show what per-tensor scaling does to speculative decoding).
     prompts = eval_windows(data.val, cfg.prompt_len, cfg.mtp_prompts).to(ctx.device)
-    mtp = {}
-    for variant in ("latent", "latent_nvfp4"):
-        model = models[variant]
-        greedy_decode(model, prompts[:1], 8)
-        speculative_decode(model, prompts[:1], 8)
-        plain_s = spec_s = 0.0
-        drafted, accepted, rounds, tokens, identical = [0, 0], [0, 0], 0, 0, 0
-        for prompt in prompts:
-            t0 = time.perf_counter()
-            plain = greedy_decode(model, prompt[None], cfg.generate)
-            plain_s += time.perf_counter() - t0
-            spec, stats = speculative_decode(model, prompt[None], cfg.generate)
-            spec_s += stats.seconds
-            identical += int(spec == plain)
-            rounds, tokens = rounds + stats.rounds, tokens + stats.tokens
-            drafted = [a + b for a, b in zip(drafted, stats.drafted, strict=True)]
-            accepted = [a + b for a, b in zip(accepted, stats.accepted, strict=True)]
-        alphas = [a / d if d else 0.0 for a, d in zip(accepted, drafted, strict=True)]
-        mtp[variant] = {"alpha1": alphas[0], "alpha2": alphas[1], "tau": tokens / rounds,
-                        "plain_tokens_per_s": cfg.mtp_prompts * cfg.generate / plain_s,
-                        "spec_tokens_per_s": cfg.mtp_prompts * cfg.generate / spec_s,
-                        "speedup": plain_s / spec_s, "identical_outputs": identical, "prompts": cfg.mtp_prompts}
+    mtp = {"latent": mtp_decoding(models["latent"], prompts, cfg.generate)}
+    if cfg.decode_activation_scale != cfg.activation_scale:
+        mtp["latent_nvfp4_train_scale"] = mtp_decoding(models["latent_nvfp4"], prompts, cfg.generate)
+    replace_recipe(models["latent_nvfp4"], activation_scale=cfg.decode_activation_scale)
+    mtp["latent_nvfp4"] = mtp_decoding(models["latent_nvfp4"], prompts, cfg.generate)
     bar.advance(1)
 
     # Decode-cache memory: the hybrid against an all-attention model of the same depth.
@@ -238,6 +253,9 @@ CHECKS = (
     ClaimCheck("R4", "Dense-MLP bpb minus LatentMoE bpb", lambda runs: bpb("dense")(runs) - bpb("latent")(runs)),
     ClaimCheck("R5", "MTP tau of the NVFP4-trained model",
                lambda runs: mean_over(runs, lambda r: r["mtp"]["latent_nvfp4"]["tau"])),
+    ClaimCheck("R6", "NVFP4 model: fraction of speculative outputs identical to greedy (decoding scale)",
+               lambda runs: mean_over(runs, lambda r: r["mtp"]["latent_nvfp4"]["identical_outputs"]
+                                      / r["mtp"]["latent_nvfp4"]["prompts"])),
 )
 
 
@@ -257,7 +275,7 @@ def tables(runs: list[Metrics]) -> list[Table]:
                  "identical to greedy"],
                 [[LABELS[v], f"{m[v]['alpha1']:.3f}", f"{m[v]['alpha2']:.3f}", f"{m[v]['tau']:.2f}",
                   f"{m[v]['plain_tokens_per_s']:.0f}", f"{m[v]['spec_tokens_per_s']:.0f}", f"{m[v]['speedup']:.2f}x",
-                  f"{m[v]['identical_outputs']}/{m[v]['prompts']}"] for v in ("latent", "latent_nvfp4")])
+                  f"{m[v]['identical_outputs']}/{m[v]['prompts']}"] for v in LABELS if v in m])
 
     def mib(x):
         return "—" if x is None else f"{x / 2**20:.2f}"
@@ -313,7 +331,7 @@ EXPERIMENT = Experiment(
                                         contexts=(64, 256), measure_max_context=256, prefill_chunk=64), seeds=1),
         "quick": Profile(HybridLMConfig(steps=100, contexts=(1024, 4096, 65536), measure_max_context=4096,
                                         mtp_prompts=4), seeds=1),
-        "full": Profile(HybridLMConfig(), seeds=1),
+        "full": Profile(HybridLMConfig(), seeds=3),
         # The notes' tiny design and GPU benchmark: d = 256, ~6.5M tokens per model (run with --device cuda).
         "gpu": Profile(HybridLMConfig(size="nano", batch_size=32, seq_len=512, eval_windows=64,
                                       measure_max_context=65536, prefill_chunk=4096), seeds=1),

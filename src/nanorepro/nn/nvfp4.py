@@ -15,12 +15,22 @@ Recipe for a linear layer Y = X W^T (Nemotron 3 Super / the NVFP4 pretraining pa
 
 RHT = diag(signs) H16 / 4 is orthogonal, so without quantization dW is unchanged. Each
 piece can be switched off (``NVFP4Recipe``) for ablations.
+
+The second-level scale s_global of an activation is per tensor in the recipe, so a token's
+quantized value depends on the other tokens of the same call: a causal LM's output at t
+then depends (through one scalar per layer) on later tokens and on how many tokens one
+forward carries, and speculative decoding's verify pass (3 tokens) no longer matches
+one-token steps. ``activation_scale="token"`` takes s_global per row instead (our option,
+not the paper's): each token is quantized alone, so outputs are batch- and causally
+invariant. Gradients keep the per-tensor scale.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +45,11 @@ class NVFP4Recipe:
     rht: bool = True  # random Hadamard transform on the wgrad operands
     stochastic_rounding: bool = True  # for gradients
     weight_2d: bool = True  # 16 x 16 weight blocks (False: 1 x 16 along the input dimension)
+    activation_scale: Literal["tensor", "token"] = "tensor"  # s_global of fprop activations (module docstring)
+
+    def __post_init__(self) -> None:
+        if self.activation_scale not in ("tensor", "token"):
+            raise ValueError(f"activation_scale must be 'tensor' or 'token', got {self.activation_scale!r}")
 
 
 def round_e2m1(x: torch.Tensor, stochastic: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -60,14 +75,18 @@ def _e4m3(x: torch.Tensor) -> torch.Tensor:
     return x.clamp(max=E4M3_MAX).to(torch.float8_e4m3fn).to(x.dtype)
 
 
-def quantize_1d(x: torch.Tensor, stochastic: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Fake-quantize along the last dimension in 1 x 16 blocks (the last dim is zero-padded to 16k)."""
+def quantize_1d(x: torch.Tensor, stochastic: bool = False, generator: torch.Generator | None = None,
+                per_row: bool = False) -> torch.Tensor:
+    """Fake-quantize along the last dimension in 1 x 16 blocks (the last dim is zero-padded to 16k).
+
+    ``per_row``: s_global from each row's amax instead of the whole tensor's."""
     n = x.shape[-1]
     pad = (-n) % BLOCK
     xb = F.pad(x.float(), (0, pad)).reshape(*x.shape[:-1], -1, BLOCK)
-    s_global = xb.abs().amax() / (E4M3_MAX * E2M1_MAX)
-    if s_global == 0:
+    s_global = (xb.abs().amax(dim=(-2, -1), keepdim=True) if per_row else xb.abs().amax()) / (E4M3_MAX * E2M1_MAX)
+    if not per_row and s_global == 0:
         return torch.zeros_like(x)
+    s_global = torch.where(s_global > 0, s_global, 1.0)  # all-zero rows: any scale gives zeros
     scale = _e4m3(xb.abs().amax(-1, keepdim=True) / E2M1_MAX / s_global) * s_global
     q = round_e2m1(xb / torch.where(scale > 0, scale, 1.0), stochastic, generator) * scale
     return q.reshape(*x.shape[:-1], -1)[..., :n].to(x.dtype)
@@ -117,7 +136,7 @@ class _NVFP4Linear(torch.autograd.Function):
         ctx.save_for_backward(x2, weight, wq)
         ctx.recipe, ctx.shape, ctx.x_dtype = recipe, x.shape, x.dtype
         with torch.autocast(x.device.type, enabled=False):  # exact products of the quantized operands, fp32 sums
-            y = quantize_1d(x2.float()) @ wq.float().transpose(-1, -2)
+            y = quantize_1d(x2.float(), per_row=recipe.activation_scale == "token") @ wq.float().transpose(-1, -2)
         return y if batched else y.reshape(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
@@ -151,6 +170,17 @@ class NVFP4Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return nvfp4_linear(x, self.weight, self.recipe)
+
+
+def replace_recipe(module: nn.Module, **changes) -> int:
+    """Change fields of every NVFP4 recipe under ``module`` (linears and expert groups), e.g.
+    ``activation_scale="token"`` for decoding. Returns how many recipes changed."""
+    changed = 0
+    for sub in module.modules():
+        if isinstance(getattr(sub, "recipe", None), NVFP4Recipe):
+            sub.recipe = dataclasses.replace(sub.recipe, **changes)
+            changed += 1
+    return changed
 
 
 def convert_linears(module: nn.Module, recipe: NVFP4Recipe, keep: callable) -> int:
