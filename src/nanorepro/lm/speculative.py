@@ -5,7 +5,9 @@ forward of the main model over [last token, drafts], keeps the longest prefix th
 model agrees with plus its own next token, and rolls every cache back to it: attention
 KV caches are truncated; Mamba conv and SSM states return to the state after the last
 accepted token (kept per position during the verify step). Output equals plain greedy
-decoding token for token (in exact arithmetic; tests run in float64).
+decoding token for token (in exact arithmetic; tests run in float64). Not so under NVFP4 with
+the recipe's per-tensor activation scales, where the verify pass quantizes its three tokens
+together: decode with ``NVFP4Recipe(activation_scale="token")`` (``nn.nvfp4.replace_recipe``).
 
 The MTP block has an attention layer, so each depth keeps its own KV cache over positions:
 depth 1 at position i reads (h_i, x_{i+1}), depth 2 reads (g1_i, x_{i+2}). Positions are
