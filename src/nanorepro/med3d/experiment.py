@@ -250,6 +250,6 @@ EXPERIMENT = Experiment(
                                              pretrain_steps=100, stage1_steps=80, stage2_steps=80), seeds=1),
         "full": Profile(TGHExperimentConfig(), seeds=3),
     },
-    # one thread: seeds run side by side on 2 cores (not measured for this experiment yet)
+    # one thread: 2 threads gain 1.3-1.5x per process (benchmarks/bench_med3d.py), less than 2 seeds side by side
     run=tgh_run, checks=CHECKS, plot=tgh_plot, tables=tgh_tables, threads=1, device="cpu",
 )
