@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from nanorepro.common.seeding import rng_stream
-from nanorepro.llm_rl.experiment import ReValExperimentConfig
-from nanorepro.llm_rl.loop import rollout, train_lm
+from nanorepro.llm_rl.experiment import ReValExperimentConfig, reval_sft
+from nanorepro.llm_rl.loop import rollout
 from nanorepro.llm_rl.policy import CharTokenizer, TinyGPT, TinyGPTConfig
 from nanorepro.llm_rl.tasks import T1_ALPHABET, t1_reward, t1_sample
 
@@ -37,9 +37,7 @@ def main() -> None:
     tok = CharTokenizer(T1_ALPHABET)
     torch.manual_seed(seed)  # as reval_run: the same initialisation, demonstrations and SFT steps
     base = TinyGPT(TinyGPTConfig(tok.vocab_size, cfg.d_model, cfg.layers, 4, 40))
-    demos = [(p.prompt, p.gold) for p in t1_sample(rng_stream(seed, "sft"), cfg.sft_demos, "train",
-                                                   cfg.numbers, cfg.noisy_frac)]
-    train_lm(base, tok, demos, cfg.sft_steps, 128, 1e-3, torch.Generator().manual_seed(seed))
+    reval_sft(base, tok, cfg, seed)
     test = t1_sample(rng_stream(seed, "test"), cfg.eval_problems, "test", cfg.numbers)
     out = rollout(base, tok, test, t1_reward, args.samples, 16, torch.Generator().manual_seed(seed + 1))
     p0 = out["R"].reshape(len(test), args.samples).float().mean(1).numpy()

@@ -74,6 +74,13 @@ class ReValExperimentConfig:
             raise ValueError("numbers must be 3 or 4; iterations, sft_steps and eval_every >= 1")
 
 
+def reval_sft(base: TinyGPT, tok: CharTokenizer, cfg: ReValExperimentConfig, seed: int, on_step=None) -> None:
+    """SFT on the seed's T1 demonstrations (a ``noisy_frac`` share with a shifted running sum)."""
+    demos = [(p.prompt, p.gold) for p in t1_sample(rng_stream(seed, "sft"), cfg.sft_demos, "train",
+                                                   cfg.numbers, cfg.noisy_frac)]
+    train_lm(base, tok, demos, cfg.sft_steps, 128, 1e-3, torch.Generator().manual_seed(seed), on_step=on_step)
+
+
 def reval_run(cfg: ReValExperimentConfig, ctx: RunContext) -> Metrics:
     tok = CharTokenizer(T1_ALPHABET)
     state = ctx.load_checkpoint() or {}
@@ -84,10 +91,7 @@ def reval_run(cfg: ReValExperimentConfig, ctx: RunContext) -> Metrics:
         base.load_state_dict(state["sft"])
         bar.advance(cfg.sft_steps)
     else:
-        demos = [(p.prompt, p.gold) for p in t1_sample(rng_stream(ctx.seed, "sft"), cfg.sft_demos, "train",
-                                                           cfg.numbers, cfg.noisy_frac)]
-        train_lm(base, tok, demos, cfg.sft_steps, 128, 1e-3, torch.Generator().manual_seed(ctx.seed),
-                 on_step=lambda _s: bar.advance(1))
+        reval_sft(base, tok, cfg, ctx.seed, on_step=lambda _s: bar.advance(1))
         state["sft"] = base.state_dict()
         ctx.save_checkpoint(state)
     test = t1_sample(rng_stream(ctx.seed, "test"), cfg.eval_problems, "test", cfg.numbers)

@@ -250,6 +250,6 @@ EXPERIMENT = Experiment(
                                              pretrain_steps=100, stage1_steps=80, stage2_steps=80), seeds=1),
         "full": Profile(TGHExperimentConfig(), seeds=3),
     },
-    # one thread: 2 threads gain 1.3-1.5x per process (benchmarks/bench_med3d.py), less than 2 seeds side by side
+    # one thread: 2 threads gain 1.3-1.6x per process (benchmarks/bench_med3d.py), less than 2 seeds side by side
     run=tgh_run, checks=CHECKS, plot=tgh_plot, tables=tgh_tables, threads=1, device="cpu",
 )
