@@ -70,13 +70,33 @@ class ImitationConfig:
     disc_lr: float = 3e-4  # GAIL's discriminator
     disc_grad_penalty: float = 10.0
 
+    def validate(self) -> None:
+        if min(self.hidden, self.layers, self.batch_size, self.critics, self.demo_episodes, self.subsample,
+               self.bc_steps) < 1:
+            raise ValueError("hidden, layers, batch_size, critics, demo_episodes, subsample and bc_steps must be >= 1")
+        if not 0 < self.gamma < 1 or not 0 < self.tau <= 1:
+            raise ValueError(f"need 0 < gamma < 1 and 0 < tau <= 1, got {self.gamma}, {self.tau}")
+        if min(self.temperature, self.chi2_c, self.critic_lr, self.actor_lr, self.disc_lr) <= 0:
+            raise ValueError("temperature, chi2_c and the learning rates must be > 0")
+        if self.box_low >= self.box_high or self.hinge_weight < 0:
+            raise ValueError(f"need box_low < box_high and hinge_weight >= 0, got [{self.box_low}, {self.box_high}], "
+                             f"{self.hinge_weight}")
+        if self.value_term not in ("mix", "v0"):
+            raise ValueError(f"value_term must be 'mix' or 'v0', got {self.value_term!r}")
+
 
 @dataclass
 class Fit:
-    """A fitted learner: its deterministic policy (env observations -> actions) and learning curve."""
+    """A fitted learner: its deterministic policy (env observations -> actions), learning curve and actor.
+
+    ``actor`` reads the learner's observations (with the absorbing flag when ``absorbing``);
+    ``imitation.tools`` saves its weights.
+    """
 
     policy: Callable[[torch.Tensor], torch.Tensor]
     curve: list[dict]
+    actor: TanhGaussianActor
+    absorbing: bool
 
 
 def env_policy(act: Callable[[torch.Tensor], torch.Tensor], absorbing: bool) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -178,7 +198,8 @@ class _OnlineImitation:
         self.build(obs_dim + int(self.config.absorbing), act_dim, low, high)
         curve, _ = run_online(env, self, budget, seed, absorbing=self.config.absorbing, advance=advance,
                               save=save, resume=resume)
-        return Fit(env_policy(lambda obs: self.act(obs, deterministic=True), self.config.absorbing), curve)
+        return Fit(env_policy(lambda obs: self.act(obs, deterministic=True), self.config.absorbing), curve,
+                   self.agent.actor, self.config.absorbing)
 
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         return self.agent.act(obs, deterministic)
@@ -327,7 +348,7 @@ class BC:
                               "returns": returns.tolist(), "nll": loss.item()})
                 if advance is not None:
                     advance(budget.env_steps // n_evals)
-        return Fit(env_policy(policy, cfg.absorbing), curve)
+        return Fit(env_policy(policy, cfg.absorbing), curve, actor, cfg.absorbing)
 
 
 LEARNERS: dict[str, Callable[[ImitationConfig], object]] = {
