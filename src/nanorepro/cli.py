@@ -277,6 +277,62 @@ def med3d_ask(
     typer.echo(ask(model, volume, question, options))
 
 
+lm_app = typer.Typer(no_args_is_help=True, help="The hybrid Mamba/attention LatentMoE LM on your own text.")
+app.add_typer(lm_app, name="lm")
+
+
+@lm_app.command("train")
+def lm_train(
+    data: Path = typer.Option(..., "--data", help="A text file, or a folder of them (see --pattern)."),
+    pattern: str = typer.Option("*", "--pattern", help='Files of the folder to read, e.g. "*.md" (recursive).'),
+    out: Path = typer.Option(Path("lm.safetensors"), "--out", help="Model file to write."),
+    size: str = typer.Option("cpu", "--size", help="debug | cpu (d 128, the experiment's) | nano (d 256)."),
+    steps: int = typer.Option(400, "--steps"),
+    batch_size: int = typer.Option(8, "--batch-size", help="Sequences per step."),
+    seq_len: int = typer.Option(256, "--seq-len", help="Bytes per sequence."),
+    lr: float = typer.Option(3e-3, "--lr", help="Peak learning rate of the WSD schedule."),
+    nvfp4: bool = typer.Option(False, "--nvfp4", help="Train under Nemotron 3 Super's NVFP4 map (emulated)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda (bf16 autocast on CUDA)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Train the hybrid LM (Mamba-2 + attention + LatentMoE + MTP) on your bytes.
+
+    Interrupted? Run the same command again: it resumes from OUT.ckpt.safetensors.
+    """
+    from nanorepro.common.device import pick_device
+    from nanorepro.lm.tools import train_lm
+    from nanorepro.lm.train import TrainConfig
+
+    if min(steps, batch_size, seq_len) < 1 or lr <= 0:
+        raise UserError("--steps, --batch-size and --seq-len must be >= 1 and --lr > 0")
+    tcfg = TrainConfig(steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr, eval_every=max(1, steps // 8),
+                       checkpoint_every=max(1, min(100, steps // 4)))
+    with ProgressBoard() as board:
+        info = train_lm(data, out, size, tcfg, seed, board, pattern=pattern, nvfp4=nvfp4, device=pick_device(device))
+    typer.echo(f"{info['files']} files, {info['train_bytes']:,} training / {info['val_bytes']:,} held-out bytes; "
+               f"{info['parameters']:,} parameters ({info['active']:,} active)")
+    typer.echo(f"held-out bits per byte {info['val_bpb']:.3f} after {steps} steps ({info['seconds']:.0f} s) "
+               f"-> {info['model']}")
+
+
+@lm_app.command("generate")
+def lm_generate(
+    model: Path = typer.Option(..., "--model", help="A model file written by `lm train`."),
+    prompt: str = typer.Option(..., "--prompt"),
+    tokens: int = typer.Option(200, "--tokens", help="Bytes to generate (stops early at end of text)."),
+    plain: bool = typer.Option(False, "--plain", help="Plain greedy decoding instead of MTP speculative."),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """Greedy continuation of a prompt; by default with MTP self-speculative decoding (same output)."""
+    from nanorepro.common.device import pick_device
+    from nanorepro.lm.tools import generate
+
+    info = generate(model, prompt, tokens, speculative=not plain, device=pick_device(device))
+    typer.echo(prompt + info["text"])
+    detail = f"; tau {info['tau']:.2f} tokens per forward" if "tau" in info else ""
+    typer.echo(f"[{info['tokens']} tokens, {info['tokens_per_s']:.0f} tokens/s{detail}]", err=True)
+
+
 imitation_app = typer.Typer(no_args_is_help=True, help="Imitation learning on Gymnasium continuous control.")
 app.add_typer(imitation_app, name="imitation")
 

@@ -1,4 +1,5 @@
-"""A byte-level corpus that needs no download: the Python standard library's own sources.
+"""A byte-level corpus that needs no download: the Python standard library's own sources
+(or a user's text: ``text_corpus``).
 
 The files are the ``.py`` sources of the running interpreter's stdlib (tests, IDLE, lib2to3
 and the turtle demos excluded), in sorted order, each followed by EOS. Every 20th file is
@@ -43,11 +44,13 @@ def stdlib_files(root: Path | None = None) -> list[Path]:
     return files
 
 
-def build_corpus(max_bytes: int, heldout_every: int = 20, root: Path | None = None) -> Corpus:
-    """Train/validation token streams of at most ``max_bytes`` bytes in all (whole files)."""
+def build_corpus(max_bytes: int, heldout_every: int = 20, root: Path | None = None,
+                 files: list[Path] | None = None) -> Corpus:
+    """Train/validation token streams of at most ``max_bytes`` bytes in all (whole files; every
+    ``heldout_every``-th file held out). ``files``: these instead of the stdlib's sources."""
     digest = hashlib.sha256()
     train, val, total, used = [], [], 0, 0
-    for i, path in enumerate(stdlib_files(root)):
+    for i, path in enumerate(stdlib_files(root) if files is None else files):
         data = path.read_bytes()
         if total + len(data) > max_bytes and total > 0:
             break
@@ -59,6 +62,34 @@ def build_corpus(max_bytes: int, heldout_every: int = 20, root: Path | None = No
     if not val:
         raise UserError(f"max_bytes={max_bytes} leaves no held-out file; raise it")
     return Corpus(np.concatenate(train), np.concatenate(val), digest.hexdigest(), used)
+
+
+def text_corpus(path: Path, pattern: str = "*", max_bytes: int = 100_000_000, heldout_every: int = 20) -> Corpus:
+    """A user's text: one file, or the files under a folder that match ``pattern`` (sorted).
+
+    With at least ``heldout_every`` files, every ``heldout_every``-th file is held out (as for
+    the stdlib corpus); with fewer, the last 1/``heldout_every`` of the bytes.
+    """
+    path = Path(path)
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = [p for p in sorted(path.rglob(pattern)) if p.is_file()]
+    else:
+        raise UserError(f"{path} does not exist")
+    if not files:
+        raise UserError(f"no files matching {pattern!r} under {path}")
+    if len(files) >= heldout_every:
+        return build_corpus(max_bytes, heldout_every, files=files)
+    digest, streams, total = hashlib.sha256(), [], 0
+    for f in files:
+        data = f.read_bytes()[: max(0, max_bytes - total)]
+        digest.update(f.name.encode() + b"\0" + data)
+        streams.append(np.append(np.frombuffer(data, dtype=np.uint8).astype(np.uint16), EOS))
+        total += len(data)
+    stream = np.concatenate(streams)
+    cut = len(stream) - len(stream) // heldout_every
+    return Corpus(stream[:cut], stream[cut:], digest.hexdigest(), len(files))
 
 
 def sample_batch(stream: np.ndarray, batch: int, length: int, generator: torch.Generator) -> torch.Tensor:

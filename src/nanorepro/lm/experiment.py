@@ -24,7 +24,7 @@ import torch
 
 from nanorepro.common.experiment import ClaimCheck, Experiment, Metrics, Profile, RunContext, Table
 from nanorepro.lm.data import build_corpus, eval_windows
-from nanorepro.lm.model import NAMED_SIZES, HybridConfig, HybridLM, use_nvfp4
+from nanorepro.lm.model import HybridConfig, HybridLM, use_nvfp4
 from nanorepro.lm.speculative import greedy_decode, speculative_decode
 from nanorepro.lm.train import TrainConfig, train
 from nanorepro.nn.nvfp4 import NVFP4Recipe, replace_recipe
@@ -33,13 +33,6 @@ VARIANTS = ("dense", "moe", "latent", "latent_nvfp4")
 LABELS = {"dense": "dense MLP", "moe": "standard MoE", "latent": "LatentMoE", "latent_nvfp4": "LatentMoE, NVFP4",
           "latent_nvfp4_train_scale": "LatentMoE, NVFP4, training's activation scale"}
 
-# d = 128: LatentMoE 32 experts top-8, m = 64, l = 32: routed 8*2*32*64 + 2*128*32 = 40,960 MACs;
-# standard MoE 8 experts top-2, m = 80, full width: 2*2*128*80 = 40,960; both plus a shared
-# 128 -> 128 expert (32,768). Dense: width 288 = (40,960 + 32,768) / 256. Equal active MACs.
-NAMED_SIZES["cpu"] = dict(hidden_size=128, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
-                          mamba_num_heads=8, mamba_head_dim=32, ssm_state_size=32, n_groups=2, chunk_size=64,
-                          n_routed_experts=32, num_experts_per_tok=8, moe_latent_size=32, moe_intermediate_size=64,
-                          moe_shared_expert_intermediate_size=128, intermediate_size=288)
 STANDARD_MOE = {"cpu": dict(n_routed_experts=8, num_experts_per_tok=2, moe_intermediate_size=80),
                 "nano": dict(n_routed_experts=8, num_experts_per_tok=2, moe_intermediate_size=160),
                 "debug": dict(n_routed_experts=4, num_experts_per_tok=1, moe_intermediate_size=32)}

@@ -74,7 +74,8 @@ class HybridConfig:
 
     @classmethod
     def named(cls, size: str, **changes) -> HybridConfig:
-        """Named sizes (like torchtitan's): "debug" for tests, "nano" the notes' tiny design (d = 256)."""
+        """Named sizes (like torchtitan's): "debug" for tests, "cpu" the experiment's (d = 128),
+        "nano" the notes' tiny design (d = 256)."""
         if size not in NAMED_SIZES:
             raise ValueError(f"unknown size {size!r} (known: {', '.join(NAMED_SIZES)})")
         return cls(**{**NAMED_SIZES[size], **changes})
@@ -104,6 +105,13 @@ NAMED_SIZES: dict[str, dict] = {
                   n_routed_experts=8, num_experts_per_tok=2, moe_latent_size=16, moe_intermediate_size=16,
                   moe_shared_expert_intermediate_size=32, intermediate_size=48),
     "nano": {},  # the defaults: d 256, MEMEM*EMEM*E, LatentMoE 32 experts top-8 in a 64-wide latent
+    # d = 128: LatentMoE 32 experts top-8, m = 64, l = 32: routed 8*2*32*64 + 2*128*32 = 40,960 MACs;
+    # standard MoE 8 experts top-2, m = 80, full width: 2*2*128*80 = 40,960; both plus a shared
+    # 128 -> 128 expert (32,768). Dense: width 288 = (40,960 + 32,768) / 256. Equal active MACs.
+    "cpu": dict(hidden_size=128, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+                mamba_num_heads=8, mamba_head_dim=32, ssm_state_size=32, n_groups=2, chunk_size=64,
+                n_routed_experts=32, num_experts_per_tok=8, moe_latent_size=32, moe_intermediate_size=64,
+                moe_shared_expert_intermediate_size=128, intermediate_size=288),
 }
 
 
