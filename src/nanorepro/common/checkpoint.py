@@ -84,3 +84,18 @@ def load_checkpoint(path: str | Path) -> Any:
     except Exception as exc:  # safetensors raises several types for a corrupt header
         raise UserError(f"cannot read checkpoint {path}: {exc}") from None
     return unflatten_state(tensors, json.loads(metadata[_STATE_KEY]))
+
+
+def load_owned_checkpoint(path: str | Path, owner: dict, log=lambda message: None) -> dict | None:
+    """The checkpoint at ``path`` if it holds ``owner``'s fields unchanged (a run to resume), else None.
+
+    A checkpoint written for other settings is ignored, and ``log`` says so; none is None.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    saved = load_checkpoint(path)
+    if isinstance(saved, dict) and {k: saved.get(k) for k in owner} == owner:
+        return saved
+    log(f"ignoring {path}: it was written for other settings or data")
+    return None

@@ -26,7 +26,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from nanorepro.common.checkpoint import load_checkpoint, save_checkpoint
+from nanorepro.common.checkpoint import load_owned_checkpoint, save_checkpoint
 from nanorepro.common.errors import UserError
 from nanorepro.common.provenance import git_commit
 from nanorepro.imitation.demos import Demos, save_demos
@@ -85,13 +85,10 @@ def make_experts(env: EnvSpec, out: str | Path, config: ExpertConfig = ExpertCon
     log = board.log if board else (lambda m: None)
     ckpt_path, owner = checkpoint_path(out), {"env_id": env_id(env), "config": asdict(config)}
     resume, seconds_before = None, 0.0
-    if ckpt_path.exists():
-        saved = load_checkpoint(ckpt_path)
-        if {k: saved.get(k) for k in owner} == owner:
-            resume, seconds_before = saved["loop"], saved["train_seconds"]
-            log(f"resuming from {ckpt_path} at step {resume['step']}")
-        else:
-            log(f"ignoring checkpoint {ckpt_path}: it belongs to a different env or settings")
+    saved = load_owned_checkpoint(ckpt_path, owner, log)
+    if saved is not None:
+        resume, seconds_before = saved["loop"], saved["train_seconds"]
+        log(f"resuming from {ckpt_path} at step {resume['step']}")
     start = time.perf_counter()
 
     def save(loop: dict) -> None:

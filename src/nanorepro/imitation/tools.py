@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nanorepro.common.checkpoint import load_checkpoint, save_checkpoint
+from nanorepro.common.checkpoint import load_checkpoint, load_owned_checkpoint, save_checkpoint
 from nanorepro.common.config import apply_overrides
 from nanorepro.common.errors import UserError
 from nanorepro.common.io import atomic_write_bytes
@@ -80,14 +80,10 @@ def train(env: str, demos_path: Path, learner: str, out: Path, cfg: ImitationCon
              "budget": dataclasses.asdict(budget), "seed": seed, "demos": _file_digest(demos_path)}
     kwargs: dict = {}
     if hasattr(fitter, "training_state"):  # online learners checkpoint; BC never steps the env
-        resume = None
-        if ckpt.exists():
-            saved = load_checkpoint(ckpt)
-            if isinstance(saved, dict) and {k: saved.get(k) for k in owner} == owner:
-                resume = saved["loop"]
-                board.log(f"resuming from {ckpt} at env step {resume['step']}")
-            else:
-                board.log(f"ignoring {ckpt}: it belongs to another env, learner, setting or demo file")
+        saved = load_owned_checkpoint(ckpt, owner, board.log)
+        resume = saved["loop"] if saved else None
+        if resume is not None:
+            board.log(f"resuming from {ckpt} at env step {resume['step']}")
         kwargs = {"save": lambda loop: save_checkpoint(ckpt, {**owner, "loop": loop}), "resume": resume}
     bar = board.task(f"{learner} on {env}", budget.env_steps)
     fit = fitter.fit(env, demos, budget, seed=seed, advance=bar.advance, **kwargs)

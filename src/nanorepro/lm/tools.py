@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from nanorepro.common.checkpoint import load_checkpoint, save_checkpoint
+from nanorepro.common.checkpoint import load_checkpoint, load_owned_checkpoint, save_checkpoint
 from nanorepro.common.errors import UserError
 from nanorepro.lm.data import text_corpus
 from nanorepro.lm.model import EOS, NAMED_SIZES, HybridConfig, HybridLM, config_dict, use_nvfp4
@@ -57,14 +57,10 @@ def train_lm(data: Path, out: Path, size: str, tcfg: TrainConfig, seed: int, boa
     ckpt = out.with_name(out.name + ".ckpt.safetensors")
     owner = {"config": config_dict(model_cfg), "recipe": recipe, "train": dataclasses.asdict(tcfg), "seed": seed,
              "corpus": corpus.sha256}
-    resume = None
-    if ckpt.exists():
-        saved = load_checkpoint(ckpt)
-        if isinstance(saved, dict) and {k: saved.get(k) for k in owner} == owner:
-            resume = saved["training"]
-            board.log(f"resuming from {ckpt} at step {resume['step']}")
-        else:
-            board.log(f"ignoring {ckpt}: it belongs to another model, setting or corpus")
+    saved = load_owned_checkpoint(ckpt, owner, board.log)
+    resume = saved["training"] if saved else None
+    if resume is not None:
+        board.log(f"resuming from {ckpt} at step {resume['step']}")
     bar = board.task(f"hybrid LM ({size}) on {data}", tcfg.steps)
     if resume is not None:
         bar.advance(resume["step"])
