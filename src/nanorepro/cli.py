@@ -333,6 +333,106 @@ def lm_generate(
     typer.echo(f"[{info['tokens']} tokens, {info['tokens_per_s']:.0f} tokens/s{detail}]", err=True)
 
 
+llm_rl_app = typer.Typer(no_args_is_help=True, help="GRPO, ReVal or START on your own problems with a verifier.")
+app.add_typer(llm_rl_app, name="llm-rl")
+PROBLEMS_HELP = 'JSON Lines: {"prompt": ..., "answer": ..., "completion": "<thinking>answer" (optional)} per line.'
+
+
+@llm_rl_app.command("make-data")
+def llm_rl_make_data(
+    out: Path = typer.Option(Path("train.jsonl"), "--out"),
+    split: str = typer.Option("train", "--split", help="train | test (disjoint number tuples)."),
+    n: int = typer.Option(3000, "--n", help="Problems."),
+    numbers: int = typer.Option(3, "--numbers", help="Terms per chain: 3 or 4."),
+    noisy: float = typer.Option(0.0, "--noisy", help="Share of references with a wrong running sum."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Write example problems: chain arithmetic ("12+34+56=" -> "<46>102."), the reval experiment's task."""
+    from nanorepro.llm_rl.tools import write_chain_arithmetic
+
+    typer.echo(f"{n} {split} problems -> {write_chain_arithmetic(out, n, split, numbers, noisy, seed)}")
+
+
+@llm_rl_app.command("sft")
+def llm_rl_sft(
+    data: Path = typer.Option(..., "--data", help=PROBLEMS_HELP),
+    out: Path = typer.Option(Path("sft.safetensors"), "--out", help="Policy file to write."),
+    steps: int = typer.Option(1000, "--steps"),
+    batch: int = typer.Option(64, "--batch", help="Sequences per step."),
+    lr: float = typer.Option(1e-3, "--lr"),
+    d_model: int = typer.Option(128, "--d-model"),
+    layers: int = typer.Option(4, "--layers"),
+    max_new: int | None = typer.Option(None, "--max-new", help="Tokens per completion (default: longest + 4)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Train a small character-level TinyGPT on the problems' reference completions (a start for RL).
+
+    Interrupted? Run the same command again: it resumes from OUT.ckpt.safetensors.
+    """
+    from nanorepro.llm_rl.tools import SFTConfig, sft
+
+    cfg = SFTConfig(steps=steps, batch=batch, lr=lr, d_model=d_model, layers=layers, max_new=max_new)
+    with ProgressBoard() as board:
+        info = sft(data, out, cfg, seed, board)
+    typer.echo(f"{info['problems']} problems ({info['references_correct']:.0%} of the references pass the verifier), "
+               f"{len(info['alphabet'])} characters, {info['parameters']:,} parameters; "
+               f"final loss {info['final_loss']:.3f}, greedy accuracy on (up to 500 of) the problems "
+               f"{info['greedy_accuracy']:.3f} -> {info['policy']} (curve: {info['plot']})")
+
+
+@llm_rl_app.command("train")
+def llm_rl_train(
+    policy: Path = typer.Option(..., "--policy", help="A policy file from `llm-rl sft` (or an earlier `train`)."),
+    data: Path = typer.Option(..., "--data", help="Training problems. " + PROBLEMS_HELP),
+    eval_data: Path | None = typer.Option(None, "--eval", help="Held-out problems, evaluated along the way."),
+    out: Path = typer.Option(Path("rl.safetensors"), "--out", help="Policy file to write."),
+    method: str = typer.Option("dr_grpo", "--method", help="grpo | dr_grpo | dapo | rloo | reval | start."),
+    iterations: int = typer.Option(100, "--iterations", help="Rollout/update rounds."),
+    prompts: int = typer.Option(16, "--prompts", help="Prompts per iteration."),
+    group: int = typer.Option(8, "--group", help="Completions sampled per prompt."),
+    lr: float = typer.Option(1e-4, "--lr"),
+    mu: int = typer.Option(1, "--mu", help="GRPO epochs per rollout batch."),
+    beta: float = typer.Option(0.3, "--beta", help="ReVal: soft-Q temperature."),
+    start_phase1: float = typer.Option(0.5, "--start-phase1", help="START: share of thinking-only iterations."),
+    eval_every: int = typer.Option(5, "--eval-every"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """RL from a policy on problems with a verifier (reward 1 when the answer after the thinking is right).
+
+    Interrupted? Run the same command again: it resumes from OUT.ckpt.safetensors.
+    """
+    from nanorepro.llm_rl.tools import RLToolConfig, train
+
+    cfg = RLToolConfig(method=method, iterations=iterations, prompts_per_iter=prompts, group=group, lr=lr, mu=mu,
+                       beta=beta, start_phase1=start_phase1, eval_every=eval_every)
+    with ProgressBoard() as board:
+        info = train(policy, data, out, cfg, seed, board, eval_data=eval_data)
+    splits = [k[: -len("_before")] for k in info if k.endswith("_before")]
+    gains = ", ".join(f"{s} {info[s + '_before']:.3f} -> {info[s + '_after']:.3f}" for s in splits)
+    typer.echo(f"{method}: sampled accuracy {gains} after {info['samples']:,} samples -> {info['policy']} "
+               f"(curve: {info['plot']})")
+
+
+@llm_rl_app.command("evaluate")
+def llm_rl_evaluate(
+    policy: Path = typer.Option(..., "--policy", help="A policy file from `llm-rl sft` or `llm-rl train`."),
+    data: Path = typer.Option(..., "--data", help=PROBLEMS_HELP),
+    samples: int = typer.Option(4, "--samples", help="Sampled completions per problem (temperature 1)."),
+    show: int = typer.Option(3, "--show", help="Print the greedy completion of the first N problems."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Greedy and sampled accuracy of a policy on problems, and the share of malformed completions."""
+    from nanorepro.llm_rl.tools import evaluate
+
+    info = evaluate(policy, data, samples, seed, show)
+    for example in info["examples"]:
+        typer.echo(f"{example['prompt']}{example['completion']}    [answer {example['answer']}, "
+                   f"reward {example['reward']:.0f}]")
+    typer.echo(f"{info['problems']} problems ({' -> '.join(info['stages'])}): greedy accuracy "
+               f"{info['greedy_accuracy']:.3f} (malformed {info['greedy_malformed']:.3f}), sampled "
+               f"{info['sampled_accuracy']:.3f} (malformed {info['sampled_malformed']:.3f}, {samples} per problem)")
+
+
 imitation_app = typer.Typer(no_args_is_help=True, help="Imitation learning on Gymnasium continuous control.")
 app.add_typer(imitation_app, name="imitation")
 

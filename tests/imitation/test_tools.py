@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from nanorepro.cli import main
 from nanorepro.common.checkpoint import save_checkpoint
 from nanorepro.common.progress import ProgressBoard
 from nanorepro.imitation import Budget, save_demos, tools
@@ -28,19 +27,13 @@ def _demo_file(tmp_path, expert_return=-150.0, random_return=-1250.0):
     return save_demos(tmp_path / "pendulum.npz", demos), demos
 
 
-def _cli(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
 
-
-def test_train_writes_a_policy_that_evaluate_reloads_exactly(tmp_path, capsys):
+def test_train_writes_a_policy_that_evaluate_reloads_exactly(tmp_path, cli):
     demo_path, _ = _demo_file(tmp_path)
     policy = tmp_path / "policy.safetensors"
-    code, out, err = _cli(["imitation", "train", "Pendulum-v1", "--demos", str(demo_path), "--learner", "dqdm",
+    code, out, err = cli(*["imitation", "train", "Pendulum-v1", "--demos", str(demo_path), "--learner", "dqdm",
                            "--steps", "60", "--start-steps", "20", "--eval-every", "30", "--eval-episodes", "2",
-                           "--out", str(policy), *TINY], capsys)
+                           "--out", str(policy), *TINY])
     assert code == 0, err
     assert policy.exists() and (tmp_path / "policy.safetensors.curve.png").stat().st_size > 1000
     assert not (tmp_path / "policy.safetensors.ckpt.safetensors").exists()
@@ -53,8 +46,8 @@ def test_train_writes_a_policy_that_evaluate_reloads_exactly(tmp_path, capsys):
     again = tools.evaluate_policy(policy, "Pendulum-v1", episodes=2, seed=10_000, demos_path=demo_path)
     assert again["return_mean"] == pytest.approx(last["return"], rel=1e-6)
     assert again["normalised"] == pytest.approx(last["normalised"], rel=1e-6)
-    code, out, _ = _cli(["imitation", "evaluate", "Pendulum-v1", "--policy", str(policy), "--episodes", "2",
-                         "--seed", "10000", "--demos", str(demo_path)], capsys)
+    code, out, _ = cli(*["imitation", "evaluate", "Pendulum-v1", "--policy", str(policy), "--episodes", "2",
+                         "--seed", "10000", "--demos", str(demo_path)])
     assert code == 0 and f"return {last['return']:.1f}" in out and "normalised" in out
 
 
@@ -123,33 +116,32 @@ def test_learner_settings_follow_the_experiment_on_its_envs_and_take_overrides()
     (["--set", "nokey=1"], "unknown config key 'nokey'"),
     (["--demo-episodes", "5"], "asked for 5 demonstration episodes; the file has 2"),
 ])
-def test_train_refuses_bad_settings_with_one_line(tmp_path, capsys, args, message):
+def test_train_refuses_bad_settings_with_one_line(tmp_path, cli, args, message):
     demo_path, _ = _demo_file(tmp_path)
-    code, _, err = _cli(["imitation", "train", "Pendulum-v1", "--demos", str(demo_path), "--steps", "40",
-                         "--out", str(tmp_path / "p.safetensors"), *args], capsys)
+    code, _, err = cli(*["imitation", "train", "Pendulum-v1", "--demos", str(demo_path), "--steps", "40",
+                         "--out", str(tmp_path / "p.safetensors"), *args])
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "p.safetensors").exists()
 
 
-def test_evaluate_refuses_a_foreign_file_and_a_mismatched_env(tmp_path, capsys):
+def test_evaluate_refuses_a_foreign_file_and_a_mismatched_env(tmp_path, cli):
     demo_path, _ = _demo_file(tmp_path)
     foreign = tmp_path / "foreign.safetensors"
     save_checkpoint(foreign, {"format": "something else"})
-    code, _, err = _cli(["imitation", "evaluate", "Pendulum-v1", "--policy", str(foreign)], capsys)
+    code, _, err = cli(*["imitation", "evaluate", "Pendulum-v1", "--policy", str(foreign)])
     assert code == 2 and "not a nanorepro imitation policy" in err
     policy = tmp_path / "p.safetensors"
     with ProgressBoard(enabled=False) as board:
         tools.train("Pendulum-v1", demo_path, "bc", policy, tools.learner_config("Pendulum-v1", ["subsample=1"]),
                     Budget(env_steps=10, start_steps=0, eval_every=10, eval_episodes=1, eval_max_steps=2), 0, board)
-    code, _, err = _cli(["imitation", "evaluate", "MountainCarContinuous-v0", "--policy", str(policy)], capsys)
+    code, _, err = cli(*["imitation", "evaluate", "MountainCarContinuous-v0", "--policy", str(policy)])
     assert code == 2 and "was trained on Pendulum-v1" in err
 
 
-def test_train_without_demos_uses_the_bundled_file_or_says_there_is_none(tmp_path, capsys):
-    code, _, err = _cli(["imitation", "train", "Pendulum-v1", "--out", str(tmp_path / "p.safetensors")], capsys)
+def test_train_without_demos_uses_the_bundled_file_or_says_there_is_none(tmp_path, cli):
+    code, _, err = cli(*["imitation", "train", "Pendulum-v1", "--out", str(tmp_path / "p.safetensors")])
     assert code == 2 and "no bundled demonstrations for Pendulum-v1" in err
-    code, out, err = _cli(["imitation", "train", "Hopper-v5", "--learner", "bc", "--steps", "20", "--eval-every", "20",
-                           "--eval-episodes", "1", "--out", str(tmp_path / "h.safetensors"), "--set", "hidden=16"],
-                          capsys)
+    code, out, err = cli(*["imitation", "train", "Hopper-v5", "--learner", "bc", "--steps", "20", "--eval-every", "20",
+                           "--eval-episodes", "1", "--out", str(tmp_path / "h.safetensors"), "--set", "hidden=16"])
     assert code == 0, err
     assert "normalised" in out  # the bundled sidecar records the expert's and a random policy's returns

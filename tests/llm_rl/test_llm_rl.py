@@ -76,9 +76,24 @@ def test_reval_residuals_at_initialisation_and_telescoping():
 def test_fifo_buffer_capacity_and_order():
     buf = FIFOReplay(2)
     for i in range(3):
-        buf.add({"R": torch.full((4,), float(i))})
+        buf.add({"prompts": torch.zeros(4, 5), "R": torch.full((4,), float(i))})
     assert len(buf) == 8 and [b["R"][0].item() for b in buf.batches] == [1.0, 2.0]
-    assert set(buf.sample(64, torch.Generator().manual_seed(0))["R"].tolist()) == {1.0, 2.0}
+    (minibatch,) = buf.sample(64, torch.Generator().manual_seed(0))
+    assert set(minibatch["R"].tolist()) == {1.0, 2.0}
+
+
+def test_replay_draws_uniformly_over_rows_and_splits_the_minibatch_by_prompt_length():
+    buf = FIFOReplay(3)
+    buf.add({"prompts": torch.zeros(2, 4), "R": torch.tensor([0.0, 1.0])})
+    buf.add({"prompts": torch.zeros(6, 5), "R": torch.arange(2.0, 8.0)})
+    buf.add({"prompts": torch.zeros(2, 4), "R": torch.tensor([8.0, 9.0])})
+    parts = buf.sample(4000, torch.Generator().manual_seed(0))
+    assert sorted(p["prompts"].shape[1] for p in parts) == [4, 5] and sum(len(p["R"]) for p in parts) == 4000
+    for part in parts:  # each part holds only the rows of its prompt length
+        allowed = {0.0, 1.0, 8.0, 9.0} if part["prompts"].shape[1] == 4 else set(range(2, 8))
+        assert set(part["R"].tolist()) == allowed
+    counts = torch.bincount(torch.cat([p["R"] for p in parts]).long(), minlength=10).float()
+    assert (counts / 4000 - 0.1).abs().max() < 0.02  # every row 1/10
 
 
 def test_sampling_stops_at_eos_and_masks_the_rest():

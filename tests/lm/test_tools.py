@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from nanorepro.cli import main
 from nanorepro.common.checkpoint import load_checkpoint, save_checkpoint
 from nanorepro.common.errors import UserError
 from nanorepro.common.progress import ProgressBoard
@@ -15,12 +14,6 @@ from nanorepro.lm.train import TrainConfig
 
 TEXT = "the cat sat on the mat. the dog sat on the log. " * 40  # 1,960 bytes, very predictable
 
-
-def _cli(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
 
 
 def _tcfg(steps=40):
@@ -48,12 +41,12 @@ def test_text_corpus_holds_out_the_tail_of_few_files_and_every_20th_of_many(tmp_
         text_corpus(tmp_path / "missing")
 
 
-def test_train_then_generate_learns_the_text_and_speculative_equals_plain(tmp_path, capsys):
+def test_train_then_generate_learns_the_text_and_speculative_equals_plain(tmp_path, cli):
     data = tmp_path / "cats.txt"
     data.write_text(TEXT)
     model = tmp_path / "lm.safetensors"
-    code, out, err = _cli(["lm", "train", "--data", str(data), "--out", str(model), "--size", "debug",
-                           "--steps", "80", "--batch-size", "8", "--seq-len", "32", "--device", "cpu"], capsys)
+    code, out, err = cli(*["lm", "train", "--data", str(data), "--out", str(model), "--size", "debug",
+                           "--steps", "80", "--batch-size", "8", "--seq-len", "32", "--device", "cpu"])
     assert code == 0, err
     assert "held-out bits per byte" in out and not (tmp_path / "lm.safetensors.ckpt.safetensors").exists()
     curve = load_checkpoint(model)["curve"]
@@ -61,8 +54,8 @@ def test_train_then_generate_learns_the_text_and_speculative_equals_plain(tmp_pa
     spec = tools.generate(model, "the cat sat ", 40, speculative=True)
     plain = tools.generate(model, "the cat sat ", 40, speculative=False)
     assert spec["text"] == plain["text"] and spec["tau"] >= 1.0
-    code, out, _ = _cli(["lm", "generate", "--model", str(model), "--prompt", "the cat sat ", "--tokens", "40",
-                         "--device", "cpu"], capsys)
+    code, out, _ = cli(*["lm", "generate", "--model", str(model), "--prompt", "the cat sat ", "--tokens", "40",
+                         "--device", "cpu"])
     assert code == 0 and out.startswith("the cat sat " + plain["text"])
 
 
@@ -111,19 +104,19 @@ def test_nvfp4_model_round_trips_and_decodes_speculatively_as_greedy(tmp_path):
     (["--seq-len", "5000"], "need at least seq_len + 2"),
     (["--steps", "0"], "--steps, --batch-size and --seq-len must be >= 1"),
 ])
-def test_train_refuses_bad_input_with_one_line(tmp_path, capsys, args, message):
+def test_train_refuses_bad_input_with_one_line(tmp_path, cli, args, message):
     data = tmp_path / "cats.txt"
     data.write_text(TEXT)
-    code, _, err = _cli(["lm", "train", "--data", str(data), "--out", str(tmp_path / "m.safetensors"),
-                         "--device", "cpu", *args], capsys)
+    code, _, err = cli(*["lm", "train", "--data", str(data), "--out", str(tmp_path / "m.safetensors"),
+                         "--device", "cpu", *args])
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "m.safetensors").exists()
 
 
-def test_generate_refuses_a_foreign_file_and_an_empty_prompt(tmp_path, capsys):
+def test_generate_refuses_a_foreign_file_and_an_empty_prompt(tmp_path, cli):
     foreign = tmp_path / "x.safetensors"
     save_checkpoint(foreign, {"format": "nanorepro.recsys.model/1"})
-    code, _, err = _cli(["lm", "generate", "--model", str(foreign), "--prompt", "hi"], capsys)
+    code, _, err = cli(*["lm", "generate", "--model", str(foreign), "--prompt", "hi"])
     assert code == 2 and "not a nanorepro LM" in err
-    code, _, err = _cli(["lm", "generate", "--model", str(foreign), "--prompt", ""], capsys)
+    code, _, err = cli(*["lm", "generate", "--model", str(foreign), "--prompt", ""])
     assert code == 2 and "the prompt is empty" in err

@@ -28,7 +28,7 @@ from nanorepro.common.experiment import ClaimCheck, Experiment, Metrics, Profile
 from nanorepro.common.seeding import rng_stream
 from nanorepro.llm_rl.crossgen import EMPTY_THINKING, efficacy, policy_thinkings, reader_accuracy, reader_examples
 from nanorepro.llm_rl.grpo import GRPOConfig
-from nanorepro.llm_rl.loop import RLConfig, accuracy, rl_train, train_lm
+from nanorepro.llm_rl.loop import RLConfig, accuracy, rl_train, thinking_mask, train_lm
 from nanorepro.llm_rl.policy import CharTokenizer, TinyGPT, TinyGPTConfig
 from nanorepro.llm_rl.reval import ReValConfig
 from nanorepro.llm_rl.tasks import (
@@ -272,19 +272,6 @@ class STARTExperimentConfig:
             raise ValueError("need 0 < start_phase1 <= 1 and positive step counts")
 
 
-def thinking_mask(batch: dict, tok: CharTokenizer, which: str) -> torch.Tensor:
-    """(N, L) mask: 1 on thinking tokens "<...>" ("thinking") or on the rest ("response")."""
-    mask = torch.zeros_like(batch["mask"])
-    for i, text in enumerate(batch["texts"]):
-        span = thinking_span(text)
-        end = span[1] if span is not None else 0
-        if which == "thinking":
-            mask[i, :end] = 1.0
-        else:
-            mask[i, end:] = 1.0
-    return mask
-
-
 def start_run(cfg: STARTExperimentConfig, ctx: RunContext) -> Metrics:
     tok = CharTokenizer(T2_ALPHABET)
     state = ctx.load_checkpoint() or {}
@@ -324,11 +311,11 @@ def start_run(cfg: STARTExperimentConfig, ctx: RunContext) -> Metrics:
         else:  # START: thinking-only phase 1, then phase 2 (start_think: phase 1 for the whole budget)
             n1 = max(1, round(cfg.start_phase1 * cfg.iterations)) if name == "start" else cfg.iterations
             phase1 = rl_train(policy, tok, partial(_t2_train, kb=kb), evals, t2_reward, replace(rl, iterations=n1),
-                              ctx.seed * 100 + 2, token_mask=lambda b: thinking_mask(b, tok, "thinking"),
+                              ctx.seed * 100 + 2, token_mask=lambda b: thinking_mask(b, "thinking"),
                               on_iteration=lambda _i: bar.advance(1))
             phase2 = []
             if n1 < cfg.iterations and cfg.phase2 != "none":
-                which = None if cfg.phase2 == "joint" else (lambda b: thinking_mask(b, tok, "response"))
+                which = None if cfg.phase2 == "joint" else (lambda b: thinking_mask(b, "response"))
                 phase2 = rl_train(policy, tok, partial(_t2_train, kb=kb), evals, t2_reward,
                                   replace(rl, iterations=cfg.iterations - n1), ctx.seed * 100 + 3, token_mask=which,
                                   on_iteration=lambda _i: bar.advance(1))

@@ -6,6 +6,7 @@ the notes: wall-clock misleads for tiny models whose rollouts are cheap.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -18,7 +19,7 @@ from torch import nn
 from nanorepro.llm_rl.grpo import GRPOConfig, grpo_update
 from nanorepro.llm_rl.policy import CharTokenizer, completion_logits, completion_mask, sample, token_logprobs
 from nanorepro.llm_rl.reval import ReVal, ReValConfig
-from nanorepro.llm_rl.tasks import Problem
+from nanorepro.llm_rl.tasks import Problem, thinking_span
 
 Reward = Callable[[str, Problem], tuple[float, bool]]
 
@@ -31,10 +32,12 @@ def encode_batch(tok: CharTokenizer, texts: list[str]) -> torch.Tensor:
 
 
 def train_lm(model: nn.Module, tok: CharTokenizer, examples: list[tuple[str, str]], steps: int, batch: int,
-             lr: float, generator: torch.Generator, on_step=None) -> list[float]:
+             lr: float, generator: torch.Generator, on_step=None,
+             opt: torch.optim.Optimizer | None = None) -> list[float]:
     """Next-token training on (context, target) text pairs; the loss covers only the target (+ EOS).
 
     Pretraining sentences are pairs with an empty context. Sequences are right-padded.
+    ``opt``: continue with this optimizer (AdamW, weight decay 0.01, made here if None).
     """
     seqs = [tok.encode(c) + tok.encode(t) + [tok.EOS] for c, t in examples]
     starts = [len(tok.encode(c)) for c, _ in examples]
@@ -44,7 +47,7 @@ def train_lm(model: nn.Module, tok: CharTokenizer, examples: list[tuple[str, str
     for i, (s, st) in enumerate(zip(seqs, starts, strict=True)):
         ids[i, : len(s)] = torch.tensor(s)
         weight[i, max(st, 1) : len(s)] = 1.0  # targets are predicted from the token before them
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    opt = opt if opt is not None else torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     losses = []
     model.train()
     for step in range(steps):
@@ -81,11 +84,22 @@ def rollout(policy: nn.Module, tok: CharTokenizer, problems: list[Problem], rewa
 
 @torch.no_grad()
 def accuracy(policy: nn.Module, tok: CharTokenizer, problems: list[Problem], reward: Reward, samples: int,
-             max_new: int, generator: torch.Generator, temperature: float = 1.0) -> tuple[float, float]:
-    """Mean reward of ``samples`` completions per problem, and the malformed share."""
-    out = rollout(policy, tok, problems, reward, samples, max_new, generator, temperature)
-    n = len(out["R"])
-    return out["R"].mean().item(), out["malformed"] / n
+             max_new: int, generator: torch.Generator, temperature: float = 1.0,
+             chunk: int = 256) -> tuple[float, float]:
+    """Mean reward of ``samples`` completions per problem, and the malformed share.
+
+    Prompts of different lengths are sampled in separate batches (no padding inside a prompt),
+    of at most ``chunk`` problems each.
+    """
+    by_length: dict[int, list[Problem]] = {}
+    for p in problems:
+        by_length.setdefault(len(p.prompt), []).append(p)
+    total, malformed, n = 0.0, 0, 0
+    for group in by_length.values():
+        for i in range(0, len(group), chunk):
+            out = rollout(policy, tok, group[i : i + chunk], reward, samples, max_new, generator, temperature)
+            total, malformed, n = total + out["R"].sum().item(), malformed + out["malformed"], n + len(out["R"])
+    return total / n, malformed / n
 
 
 @dataclass(frozen=True)
@@ -101,13 +115,32 @@ class RLConfig:
     reval: ReValConfig = ReValConfig()
 
 
+def thinking_mask(batch: dict, which: str) -> torch.Tensor:
+    """(N, L) token mask: 1 on the thinking "<...>" ("thinking") or on the rest ("response"); START's phases.
+
+    Completions are character-tokenised, so a character's index is its token's index.
+    """
+    mask = torch.zeros_like(batch["mask"])
+    for i, text in enumerate(batch["texts"]):
+        span = thinking_span(text)
+        end = span[1] if span is not None else 0
+        if which == "thinking":
+            mask[i, :end] = 1.0
+        else:
+            mask[i, end:] = 1.0
+    return mask
+
+
 def rl_train(policy: nn.Module, tok: CharTokenizer, train_problems: Callable[[np.random.Generator, int], list[Problem]],
              evals: dict[str, list[Problem]], reward: Reward, cfg: RLConfig, seed: int,
-             token_mask: Callable[[dict], torch.Tensor] | None = None, on_iteration=None) -> list[dict]:
+             token_mask: Callable[[dict], torch.Tensor] | None = None, on_iteration=None,
+             resume: dict | None = None, save: Callable[[dict], None] | None = None) -> list[dict]:
     """Run ``cfg.iterations`` rollout/update rounds; evaluate every ``eval_every`` on each eval split.
 
     ``token_mask(batch) -> (N, L)`` restricts GRPO's loss to some tokens (START's phases).
     Returns the curve: generated samples, accuracy per split, malformed share, losses.
+    ``save(state)`` receives the whole training state after each evaluation (but the last);
+    passing it back as ``resume`` continues the run exactly where it stopped.
 
     Under ``torchrun`` every rank samples its own prompts and completions and the updates run
     inside ``DistributedDataParallel`` (gradients averaged), so N processes train on N times
@@ -120,7 +153,13 @@ def rl_train(policy: nn.Module, tok: CharTokenizer, train_problems: Callable[[np
     trained = nn.parallel.DistributedDataParallel(policy) if world > 1 else policy
     learner = ReVal(policy, cfg.reval, trained) if cfg.method == "reval" else None
     opt = torch.optim.Adam(policy.parameters(), lr=cfg.grpo.lr) if learner is None else None
-    curve, samples = [], 0
+    curve, samples, first = [], 0, 1
+    if resume is not None:
+        policy.load_state_dict(resume["policy"])
+        (learner if learner is not None else opt).load_state_dict(resume["learner"])
+        rng.bit_generator.state = resume["rng"]
+        gen.set_state(resume["generator"])
+        curve, samples, first = resume["curve"], resume["samples"], resume["iteration"] + 1
 
     def evaluate(it: int, stats: dict) -> None:
         point = {"iteration": it, "samples": samples, **stats}
@@ -129,8 +168,9 @@ def rl_train(policy: nn.Module, tok: CharTokenizer, train_problems: Callable[[np
             point[f"acc_{name}"], point[f"malformed_{name}"] = acc, bad
         curve.append(point)
 
-    evaluate(0, {})
-    for it in range(1, cfg.iterations + 1):
+    if resume is None:
+        evaluate(0, {})
+    for it in range(first, cfg.iterations + 1):
         batch = rollout(policy, tok, train_problems(rng, cfg.prompts_per_iter), reward, cfg.group, cfg.max_new, gen)
         samples += len(batch["R"]) * world
         if learner is not None:
@@ -142,6 +182,10 @@ def rl_train(policy: nn.Module, tok: CharTokenizer, train_problems: Callable[[np
         stats["train_reward"] = batch["R"].mean().item()
         if it % cfg.eval_every == 0 or it == cfg.iterations:
             evaluate(it, stats)
+            if save is not None and it < cfg.iterations and rank == 0:
+                save(copy.deepcopy({"iteration": it, "samples": samples, "curve": curve, "rng": rng.bit_generator.state,
+                                    "generator": gen.get_state(), "policy": policy.state_dict(),
+                                    "learner": (learner if learner is not None else opt).state_dict()}))
         if on_iteration is not None:
             on_iteration(it)
     return curve

@@ -91,10 +91,22 @@ class FIFOReplay:
     def __len__(self) -> int:
         return sum(len(b["R"]) for b in self.batches)
 
-    def sample(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        joined = {k: torch.cat([b[k] for b in self.batches]) for k in self.batches[0]}
-        idx = torch.randint(0, len(joined["R"]), (n,), generator=generator)
-        return {k: v[idx] for k, v in joined.items()}
+    def sample(self, n: int, generator: torch.Generator) -> list[dict[str, torch.Tensor]]:
+        """``n`` rows drawn uniformly over the buffer, as one minibatch per prompt length (no padding)."""
+        by_length: dict[int, list[dict[str, torch.Tensor]]] = {}
+        for b in self.batches:
+            by_length.setdefault(b["prompts"].shape[1], []).append(b)
+        groups = [{k: torch.cat([b[k] for b in bs]) for k in bs[0]} for bs in by_length.values()]
+        sizes = torch.tensor([len(g["R"]) for g in groups])
+        ends = torch.cumsum(sizes, 0)
+        idx = torch.randint(0, int(ends[-1]), (n,), generator=generator)
+        group_of = torch.searchsorted(ends, idx, right=True)
+        out = []
+        for i, group in enumerate(groups):
+            local = idx[group_of == i] - (ends[i] - sizes[i])
+            if len(local):
+                out.append({k: v[local] for k, v in group.items()})
+        return out
 
 
 class ReVal:
@@ -112,18 +124,33 @@ class ReVal:
         self.buffer = FIFOReplay(cfg.buffer_batches)
         self.opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
 
+    def state_dict(self) -> dict:
+        """Everything but the policy's own weights: reference, target, optimizer, replay buffer."""
+        return {"ref": self.ref.state_dict(), "target": self.target.state_dict(), "opt": self.opt.state_dict(),
+                "buffer": list(self.buffer.batches)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.ref.load_state_dict(state["ref"])
+        self.target.load_state_dict(state["target"])
+        self.opt.load_state_dict(state["opt"])
+        self.buffer.batches = list(state["buffer"])
+
     def update(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict:
         """Store a rollout batch, then K minibatch updates from the buffer."""
         cfg = self.cfg
         self.buffer.add(batch)
         for _ in range(cfg.updates_per_batch):
-            mb = self.buffer.sample(min(cfg.minibatch, len(self.buffer)), generator)
-            logits = completion_logits(self.trained, mb["prompts"], mb["completions"])
-            with torch.no_grad():
-                ref = completion_logits(self.ref, mb["prompts"], mb["completions"])
-                tgt = completion_logits(self.target, mb["prompts"], mb["completions"])
-            step, traj, _ = reval_terms(logits, ref, tgt, mb["completions"], mb["mask"], mb["R"], cfg)
-            loss = cfg.lambda_step * step + cfg.lambda_traj * traj
+            n = min(cfg.minibatch, len(self.buffer))
+            loss = step = traj = 0.0
+            for mb in self.buffer.sample(n, generator):  # one part per prompt length, weighted by its rows
+                share = len(mb["R"]) / n
+                logits = completion_logits(self.trained, mb["prompts"], mb["completions"])
+                with torch.no_grad():
+                    ref = completion_logits(self.ref, mb["prompts"], mb["completions"])
+                    tgt = completion_logits(self.target, mb["prompts"], mb["completions"])
+                part_step, part_traj, _ = reval_terms(logits, ref, tgt, mb["completions"], mb["mask"], mb["R"], cfg)
+                loss = loss + share * (cfg.lambda_step * part_step + cfg.lambda_traj * part_traj)
+                step, traj = step + share * part_step, traj + share * part_traj
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)

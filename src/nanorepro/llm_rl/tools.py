@@ -1,0 +1,395 @@
+"""The practitioner's path: GRPO, ReVal or START on your own problems, checked by a verifier.
+
+    nanorepro llm-rl make-data --out train.jsonl --noisy 0.3      # an example: chain arithmetic (T1)
+    nanorepro llm-rl sft --data train.jsonl --out sft.safetensors
+    nanorepro llm-rl train --policy sft.safetensors --data train.jsonl --eval test.jsonl --method reval \\
+        --out rl.safetensors
+    nanorepro llm-rl evaluate --policy rl.safetensors --data test.jsonl
+
+A problems file is JSON Lines, one object per line:
+
+    {"prompt": "12+34+56=", "answer": "102.", "completion": "<46>102."}
+
+``completion`` (optional; default: the answer) is the reference that ``sft`` imitates: an
+optional thinking ``<...>`` and then the answer (a reference may be wrong on purpose: SFT on
+noisy references leaves headroom for RL; ``sft`` reports the share the verifier accepts).
+The verifier (``answer_reward``) gives 1 when a sampled completion's text after its thinking
+equals the answer (surrounding spaces ignored), else 0; a completion that opens a thinking
+and never closes it, or is empty, scores 0 and is counted as malformed. START's
+thinking-only phase needs references with thinking.
+
+``sft`` builds a character tokenizer over the file's characters and a TinyGPT (nanoGPT-style,
+KV cache) and trains it on (prompt, completion); ``train`` runs one RL method of ``llm_rl``
+from that policy (prompts of one length per batch: nothing is padded inside a prompt); both
+are resumable (``<out>.ckpt.safetensors``; the same command continues) and write
+``<out>.curve.png``.
+
+A policy file is a nanorepro checkpoint (safetensors; no pickle): the alphabet, the model
+config, the generation length, the weights and the history of the runs that made it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import io
+import json
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nanorepro.common.checkpoint import load_checkpoint, load_owned_checkpoint, save_checkpoint
+from nanorepro.common.errors import UserError
+from nanorepro.common.io import atomic_write_bytes
+from nanorepro.llm_rl.grpo import GRPOConfig
+from nanorepro.llm_rl.loop import RLConfig, accuracy, rl_train, thinking_mask, train_lm
+from nanorepro.llm_rl.policy import CharTokenizer, TinyGPT, TinyGPTConfig, sample
+from nanorepro.llm_rl.reval import ReValConfig
+from nanorepro.llm_rl.tasks import Problem, t1_sample, thinking_span
+
+POLICY_FORMAT = "nanorepro.llm_rl.policy/1"
+METHODS = ("grpo", "dr_grpo", "dapo", "rloo", "reval", "start")
+
+
+def answer_reward(completion: str, problem: Problem) -> tuple[float, bool]:
+    """(1 if the text after the thinking is the answer, else 0; malformed?) — never raises."""
+    if not completion.strip():
+        return 0.0, True
+    if completion.startswith("<"):
+        span = thinking_span(completion)
+        if span is None:
+            return 0.0, True
+        completion = completion[span[1]:]
+    return float(completion.strip() == problem.answer.strip()), False
+
+
+def load_problems(path: Path) -> list[Problem]:
+    """The problems of a JSON Lines file, validated; any fault is one UserError naming the line."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read problems file {path}: {exc}") from None
+    problems = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path} line {number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{where}: not JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or not {"prompt", "answer"} <= row.keys():
+            raise UserError(f'{where}: need an object with "prompt" and "answer" (and optionally "completion")')
+        extra = row.keys() - {"prompt", "answer", "completion"}
+        if extra:
+            raise UserError(f"{where}: unknown field(s) {', '.join(sorted(extra))}")
+        completion = row.get("completion", row["answer"])
+        if not all(isinstance(row.get(k, ""), str) for k in ("prompt", "answer", "completion")):
+            raise UserError(f"{where}: prompt, answer and completion must be strings")
+        if not row["prompt"] or not row["answer"].strip():
+            raise UserError(f"{where}: empty prompt or answer")
+        problems.append(Problem(row["prompt"], completion, row["answer"], {"line": number}))
+    if not problems:
+        raise UserError(f"{path}: no problems")
+    return problems
+
+
+def _check_alphabet(problems: list[Problem], tok: CharTokenizer, path: Path) -> None:
+    for p in problems:
+        unknown = set(p.prompt + p.gold) - set(tok.alphabet)
+        if unknown:
+            raise UserError(f"{path} line {p.meta['line']}: character(s) {''.join(sorted(unknown))!r} are not in "
+                            f"the policy's alphabet (the characters of the data it was trained on)")
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def spread(problems: list[Problem], n: int) -> list[Problem]:
+    """At most ``n`` problems taken evenly through the file (a cheap probe of a large file)."""
+    return problems[:: max(1, len(problems) // n)][:n]
+
+
+def by_prompt_length(problems: list[Problem]):
+    """A sampler ``(rng, n) -> n problems of one prompt length`` (a batch shares its length; no padding).
+
+    The length is drawn in proportion to its number of problems, then problems uniformly within it.
+    """
+    groups: dict[int, list[Problem]] = {}
+    for p in problems:
+        groups.setdefault(len(p.prompt), []).append(p)
+    lengths = sorted(groups)
+    weights = np.array([len(groups[n]) for n in lengths], dtype=float) / len(problems)
+
+    def draw(rng: np.random.Generator, n: int) -> list[Problem]:
+        group = groups[lengths[rng.choice(len(lengths), p=weights)]]
+        return [group[i] for i in rng.integers(0, len(group), n)]
+
+    return draw
+
+
+def write_chain_arithmetic(out: Path, n: int, split: str, numbers: int = 3, noisy: float = 0.0,
+                           seed: int = 0) -> Path:
+    """T1 problems (``tasks.t1_sample``) as a problems file: an example, and the ``reval`` experiment's data.
+
+    A ``noisy`` share of the references shifts the first running sum and carries the error through.
+    """
+    if split not in ("train", "test") or numbers not in (3, 4) or n < 1 or not 0 <= noisy <= 1:
+        raise UserError("need --split train|test, --numbers 3|4, --n >= 1 and 0 <= --noisy <= 1")
+    rows = [{"prompt": p.prompt, "answer": p.answer + ".", "completion": p.gold}
+            for p in t1_sample(np.random.default_rng([seed, int(split == "test")]), n, split, numbers, noisy)]
+    return atomic_write_bytes(out, "".join(json.dumps(r) + "\n" for r in rows).encode())
+
+
+# --------------------------------------------------------------------------- SFT
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTConfig:
+    steps: int = 1000
+    batch: int = 64
+    lr: float = 1e-3
+    d_model: int = 128
+    layers: int = 4
+    heads: int = 4
+    max_new: int | None = None  # tokens generated per completion (None: longest reference + 4)
+    checkpoint_every: int = 100
+
+    def validate(self) -> None:
+        if min(self.steps, self.batch, self.d_model, self.layers, self.heads, self.checkpoint_every) < 1 \
+                or self.lr <= 0 or self.d_model % self.heads:
+            raise UserError("--steps, --batch, --layers and --heads must be >= 1, --lr > 0, and --d-model a "
+                            "positive multiple of --heads")
+        if self.max_new is not None and self.max_new < 1:
+            raise UserError(f"--max-new must be >= 1, got {self.max_new}")
+
+
+def sft(data: Path, out: Path, cfg: SFTConfig, seed: int, board) -> dict:
+    """Train a fresh TinyGPT on the file's (prompt, completion) pairs; write the policy file."""
+    cfg.validate()
+    problems = load_problems(data)
+    tok = CharTokenizer("".join(sorted({c for p in problems for c in p.prompt + p.gold})))
+    max_new = cfg.max_new or max(len(p.gold) for p in problems) + 4
+    if max_new <= max(len(p.gold) for p in problems):
+        raise UserError(f"--max-new {max_new} cannot hold the longest reference completion and its end token")
+    model_cfg = TinyGPTConfig(tok.vocab_size, cfg.d_model, cfg.layers, cfg.heads,
+                              max_len=max(len(p.prompt) for p in problems) + max_new)
+    torch.manual_seed(seed)
+    model = TinyGPT(model_cfg)
+    ckpt = out.with_name(out.name + ".ckpt.safetensors")
+    owner = {"sft": dataclasses.asdict(cfg), "seed": seed, "data": _digest(data)}
+    saved = load_owned_checkpoint(ckpt, owner, board.log)
+    losses: list[float] = []
+    done = 0
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        losses, done = saved["losses"], len(saved["losses"])
+        board.log(f"resuming from {ckpt} at step {done}")
+    bar = board.task(f"SFT on {data}", cfg.steps)
+    bar.advance(done)
+    examples = [(p.prompt, p.gold) for p in problems]
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)  # train_lm's optimizer
+    if saved is not None:
+        opt.load_state_dict(saved["optimizer"])
+    while done < cfg.steps:  # segments of checkpoint_every steps with their own seeds: resuming changes nothing
+        n = min(cfg.checkpoint_every, cfg.steps - done)
+        generator = torch.Generator().manual_seed(seed * 100_003 + done)
+        losses += train_lm(model, tok, examples, n, cfg.batch, cfg.lr, generator, on_step=lambda _s: bar.advance(1),
+                           opt=opt)
+        done += n
+        if done < cfg.steps:
+            save_checkpoint(ckpt, {**owner, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                                   "losses": losses})
+    bar.finish()
+    g = torch.Generator().manual_seed(seed)
+    greedy, malformed = accuracy(model, tok, spread(problems, 500), answer_reward, 1, max_new, g, temperature=0)
+    history = [{"stage": "sft", "data": str(data), "problems": len(problems), "seed": seed, **dataclasses.asdict(cfg),
+                "final_loss": float(np.mean(losses[-20:])), "greedy_accuracy_on_data": greedy}]  # <= 500 problems
+    _write_policy(out, model, tok, max_new, history)
+    ckpt.unlink(missing_ok=True)
+    plot = _write_plot(out, "SFT", {"training loss": (np.arange(1, len(losses) + 1), np.array(losses))},
+                       "step", "cross-entropy of the completion")
+    correct = float(np.mean([answer_reward(p.gold, p)[0] for p in problems]))
+    return {"policy": str(out), "plot": str(plot), "problems": len(problems), "references_correct": correct,
+            "alphabet": tok.alphabet,
+            "parameters": sum(p.numel() for p in model.parameters()), "final_loss": history[0]["final_loss"],
+            "greedy_accuracy": greedy, "malformed": malformed}
+
+
+# --------------------------------------------------------------------------- RL
+
+
+@dataclasses.dataclass(frozen=True)
+class RLToolConfig:
+    method: str = "dr_grpo"
+    iterations: int = 100
+    prompts_per_iter: int = 16
+    group: int = 8
+    lr: float = 1e-4
+    mu: int = 1  # GRPO epochs per rollout batch
+    beta: float = 0.3  # ReVal's soft-Q temperature
+    start_phase1: float = 0.5  # START: share of iterations that train only the thinking
+    eval_every: int = 5
+    eval_samples: int = 4
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise UserError(f"unknown method '{self.method}' (known: {', '.join(METHODS)})")
+        if min(self.iterations, self.prompts_per_iter, self.group, self.mu, self.eval_every, self.eval_samples) < 1:
+            raise UserError("--iterations, --prompts, --group, --mu, --eval-every and --eval-samples must be >= 1")
+        if self.group < 2 and self.method != "reval":
+            raise UserError("group-relative methods need --group >= 2")
+        if self.lr <= 0 or self.beta <= 0 or not 0 < self.start_phase1 < 1:
+            raise UserError("need --lr > 0, --beta > 0 and 0 < --start-phase1 < 1")
+
+    def phases(self) -> list[tuple[RLConfig, str | None]]:
+        """(RLConfig, token mask) per phase: START trains the thinking, then the response."""
+        base = RLConfig("grpo", iterations=self.iterations, prompts_per_iter=self.prompts_per_iter, group=self.group,
+                        eval_every=self.eval_every, eval_samples=self.eval_samples)
+        if self.method == "reval":
+            return [(dataclasses.replace(base, method="reval", reval=ReValConfig(
+                beta=self.beta, lr=self.lr, minibatch=self.prompts_per_iter * self.group)), None)]
+        variant = "dr_grpo" if self.method == "start" else self.method
+        base = dataclasses.replace(base, grpo=GRPOConfig(variant=variant, mu=self.mu, lr=self.lr))
+        if self.method != "start":
+            return [(base, None)]
+        n1 = max(1, min(self.iterations - 1, round(self.start_phase1 * self.iterations)))
+        return [(dataclasses.replace(base, iterations=n1), "thinking"),
+                (dataclasses.replace(base, iterations=self.iterations - n1), "response")]
+
+
+def train(policy_path: Path, data: Path, out: Path, cfg: RLToolConfig, seed: int, board,
+          eval_data: Path | None = None) -> dict:
+    """Run ``cfg.method`` from the policy on the file's problems; write the trained policy and its curve."""
+    cfg.validate()
+    model, tok, state = load_policy(policy_path)
+    problems = load_problems(data)
+    _check_alphabet(problems, tok, data)
+    evals = {"train": spread(problems, 200)}
+    if eval_data is not None:
+        evals["eval"] = load_problems(eval_data)
+        _check_alphabet(evals["eval"], tok, eval_data)
+    if cfg.method == "start" and not any(p.gold.startswith("<") for p in problems):
+        raise UserError(f"--method start trains the thinking first, and no reference completion in {data} has one "
+                        f"(<...> before the answer)")
+    ckpt = out.with_name(out.name + ".ckpt.safetensors")
+    owner = {"rl": dataclasses.asdict(cfg), "seed": seed, "policy": _digest(policy_path), "data": _digest(data),
+             "eval": _digest(eval_data) if eval_data is not None else None}
+    saved = load_owned_checkpoint(ckpt, owner, board.log) or {**owner, "curves": []}
+    phases = cfg.phases()
+    bar = board.task(f"{cfg.method} on {data}", cfg.iterations)
+    for curve in saved["curves"]:
+        bar.advance(curve[-1]["iteration"])
+    if saved.get("resume") is not None or saved["curves"]:
+        board.log(f"resuming from {ckpt}")
+    if saved.get("resume") is not None:
+        bar.advance(saved["resume"]["iteration"])
+    if saved["curves"]:
+        model.load_state_dict(saved["model"])
+    for index, (rl, mask) in enumerate(phases):
+        if index < len(saved["curves"]):
+            continue
+        rl = dataclasses.replace(rl, max_new=state["max_new"])
+
+        def keep(training: dict, index: int = index, before: dict = saved) -> None:
+            save_checkpoint(ckpt, {**before, "resume": training, "phase": index})
+
+        resume = saved.get("resume") if saved.get("phase") == index else None
+        curve = rl_train(model, tok, by_prompt_length(problems), evals, answer_reward, rl, seed * 100 + index,
+                         token_mask=None if mask is None else partial(thinking_mask, which=mask),
+                         on_iteration=lambda _i: bar.advance(1), resume=resume, save=keep)
+        saved = {**saved, "curves": saved["curves"] + [curve], "model": copy.deepcopy(model.state_dict()),
+                 "resume": None, "phase": None}
+        if index + 1 < len(phases):
+            save_checkpoint(ckpt, saved)
+    bar.finish()
+    curve = _join(saved["curves"])
+    history = state["history"] + [{"stage": cfg.method, "data": str(data), "problems": len(problems), "seed": seed,
+                                   **dataclasses.asdict(cfg), "curve": curve}]
+    _write_policy(out, model, tok, state["max_new"], history)
+    ckpt.unlink(missing_ok=True)
+    series = {f"{name} split": (np.array([p["samples"] for p in curve]), np.array([p[f"acc_{name}"] for p in curve]))
+              for name in evals}
+    plot = _write_plot(out, f"{cfg.method} from {policy_path.name}", series, "generated samples",
+                       f"sampled accuracy ({cfg.eval_samples} per problem)")
+    return {"policy": str(out), "plot": str(plot), "samples": curve[-1]["samples"],
+            **{f"{name}_before": curve[0][f"acc_{name}"] for name in evals},
+            **{f"{name}_after": curve[-1][f"acc_{name}"] for name in evals}}
+
+
+def _join(curves: list[list[dict]]) -> list[dict]:
+    """Phases' curves as one: later phases continue the sample and iteration counts."""
+    out = list(curves[0])
+    for curve in curves[1:]:
+        last = out[-1]
+        out += [{**p, "samples": p["samples"] + last["samples"], "iteration": p["iteration"] + last["iteration"]}
+                for p in curve[1:]]
+    return out
+
+
+# --------------------------------------------------------------------------- evaluation and files
+
+
+def evaluate(policy_path: Path, data: Path, samples: int, seed: int, show: int = 0) -> dict:
+    """Greedy and sampled (temperature 1) accuracy on the file's problems, malformed shares, examples."""
+    if samples < 1:
+        raise UserError(f"--samples must be >= 1, got {samples}")
+    model, tok, state = load_policy(policy_path)
+    problems = load_problems(data)
+    _check_alphabet(problems, tok, data)
+    g = torch.Generator().manual_seed(seed)
+    greedy, greedy_bad = accuracy(model, tok, problems, answer_reward, 1, state["max_new"], g, temperature=0)
+    sampled, sampled_bad = accuracy(model, tok, problems, answer_reward, samples, state["max_new"], g)
+    examples = []
+    for p in problems[:show]:
+        ids = torch.tensor([tok.encode(p.prompt)])
+        text = tok.decode(sample(model, ids, state["max_new"], g, temperature=0)[0])
+        examples.append({"prompt": p.prompt, "completion": text, "answer": p.answer,
+                         "reward": answer_reward(text, p)[0]})
+    return {"problems": len(problems), "greedy_accuracy": greedy, "greedy_malformed": greedy_bad,
+            "sampled_accuracy": sampled, "sampled_malformed": sampled_bad, "samples": samples,
+            "stages": [h["stage"] for h in state["history"]], "examples": examples}
+
+
+def load_policy(path: Path) -> tuple[TinyGPT, CharTokenizer, dict]:
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or state.get("format") != POLICY_FORMAT:
+        raise UserError(f"{path} is not a nanorepro llm-rl policy (format {POLICY_FORMAT}; write one with "
+                        f"`nanorepro llm-rl sft`)")
+    model = TinyGPT(TinyGPTConfig(**state["config"]))
+    model.load_state_dict(state["weights"])
+    return model, CharTokenizer(state["alphabet"]), state
+
+
+def _write_policy(out: Path, model: TinyGPT, tok: CharTokenizer, max_new: int, history: list[dict]) -> None:
+    save_checkpoint(out, {"format": POLICY_FORMAT, "alphabet": tok.alphabet,
+                          "config": dataclasses.asdict(model.config), "max_new": max_new,
+                          "weights": model.state_dict(), "history": history})
+
+
+def _write_plot(out: Path, title: str, series: dict, xlabel: str, ylabel: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for label, (x, y) in series.items():
+        ax.plot(x, y, "o-" if len(x) < 60 else "-", label=label, markersize=3)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return atomic_write_bytes(out.with_name(out.name + ".curve.png"), buffer.getvalue())
+
+
+__all__ = ["answer_reward", "load_problems", "write_chain_arithmetic", "sft", "train", "evaluate", "load_policy",
+           "SFTConfig", "RLToolConfig", "METHODS", "POLICY_FORMAT"]
