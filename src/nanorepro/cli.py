@@ -363,9 +363,13 @@ def llm_rl_sft(
     d_model: int = typer.Option(128, "--d-model"),
     layers: int = typer.Option(4, "--layers"),
     max_new: int | None = typer.Option(None, "--max-new", help="Tokens per completion (default: longest + 4)."),
+    init: Path | None = typer.Option(None, "--init", help="Start from this policy, or a hybrid LM from `lm train` "
+                                     "(bytes as tokens), instead of a fresh TinyGPT (--d-model, --layers)."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Train a small character-level TinyGPT on the problems' reference completions (a start for RL).
+    """Fine-tune a policy on the problems' reference completions (a start for RL).
+
+    By default a fresh character-level TinyGPT; with --init, your own model.
 
     Interrupted? Run the same command again: it resumes from OUT.ckpt.safetensors.
     """
@@ -373,9 +377,9 @@ def llm_rl_sft(
 
     cfg = SFTConfig(steps=steps, batch=batch, lr=lr, d_model=d_model, layers=layers, max_new=max_new)
     with ProgressBoard() as board:
-        info = sft(data, out, cfg, seed, board)
+        info = sft(data, out, cfg, seed, board, init=init)
     typer.echo(f"{info['problems']} problems ({info['references_correct']:.0%} of the references pass the verifier), "
-               f"{len(info['alphabet'])} characters, {info['parameters']:,} parameters; "
+               f"{info['tokens']}, {info['parameters']:,} parameters; "
                f"final loss {info['final_loss']:.3f}, greedy accuracy on (up to 500 of) the problems "
                f"{info['greedy_accuracy']:.3f} -> {info['policy']} (curve: {info['plot']})")
 

@@ -157,3 +157,38 @@ def test_start_without_thinking_unknown_characters_and_foreign_files_are_refused
     assert code == 2 and "letters.jsonl line 1: character(s) 'ab'" in err
     code, _, err = cli(*["llm-rl", "evaluate", "--policy", str(plain), "--data", str(plain)])
     assert code == 2 and "cannot read checkpoint" in err
+
+
+def test_thinking_masks_count_tokens_not_characters():
+    from nanorepro.llm_rl.loop import thinking_mask
+    from nanorepro.llm_rl.policy import ByteTokenizer, CharTokenizer
+
+    batch = {"mask": torch.ones(2, 6), "texts": ["<é>1", "1"]}
+    thinking = thinking_mask(batch, ByteTokenizer(), "thinking")  # é is two bytes
+    assert thinking.tolist() == [[1, 1, 1, 1, 0, 0], [0] * 6]
+    assert thinking_mask(batch, CharTokenizer("<é>1"), "thinking")[0].tolist() == [1, 1, 1, 0, 0, 0]
+    assert (thinking_mask(batch, ByteTokenizer(), "response") == 1 - thinking).all()
+    assert ByteTokenizer().decode(ByteTokenizer().encode("<é>1") + [ByteTokenizer.EOS, 65]) == "<é>1"
+
+
+def test_a_hybrid_lm_from_lm_train_is_fine_tuned_trained_and_still_generates(tmp_path, cli):
+    text = tmp_path / "text.txt"
+    text.write_text("1+2=3. 4+5=9. 2+2=4. " * 60)
+    lm = tmp_path / "lm.safetensors"
+    assert cli("lm", "train", "--data", text, "--out", lm, "--size", "debug", "--steps", "4", "--seq-len", "32",
+               "--device", "cpu")[0] == 0
+    data = _sums(tmp_path / "sums.jsonl", 12, 6)
+    code, out, err = cli("llm-rl", "sft", "--init", lm, "--data", data, "--out", tmp_path / "sft.safetensors",
+                         "--steps", "30", "--batch", "16", "--lr", "3e-3")
+    assert code == 0, err
+    assert "bytes as tokens" in out
+    state = load_checkpoint(tmp_path / "sft.safetensors")
+    assert state["format"] == "nanorepro.lm.model/1" and state["history"][-1]["final_loss"] < 4.0  # ln 260 = 5.6
+    code, out, err = cli("llm-rl", "train", "--policy", tmp_path / "sft.safetensors", "--data", data, "--method",
+                         "start", "--iterations", "2", "--prompts", "2", "--group", "2", "--eval-every", "1",
+                         "--out", tmp_path / "rl.safetensors")
+    assert code == 0, err
+    assert [h["stage"] for h in load_checkpoint(tmp_path / "rl.safetensors")["history"]] == ["sft", "start"]
+    code, out, err = cli("lm", "generate", "--model", tmp_path / "rl.safetensors", "--prompt", "3+4=", "--tokens",
+                         "6", "--device", "cpu")
+    assert code == 0 and out.startswith("3+4="), err

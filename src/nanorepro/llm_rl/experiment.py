@@ -311,11 +311,11 @@ def start_run(cfg: STARTExperimentConfig, ctx: RunContext) -> Metrics:
         else:  # START: thinking-only phase 1, then phase 2 (start_think: phase 1 for the whole budget)
             n1 = max(1, round(cfg.start_phase1 * cfg.iterations)) if name == "start" else cfg.iterations
             phase1 = rl_train(policy, tok, partial(_t2_train, kb=kb), evals, t2_reward, replace(rl, iterations=n1),
-                              ctx.seed * 100 + 2, token_mask=lambda b: thinking_mask(b, "thinking"),
+                              ctx.seed * 100 + 2, token_mask=lambda b: thinking_mask(b, tok, "thinking"),
                               on_iteration=lambda _i: bar.advance(1))
             phase2 = []
             if n1 < cfg.iterations and cfg.phase2 != "none":
-                which = None if cfg.phase2 == "joint" else (lambda b: thinking_mask(b, "response"))
+                which = None if cfg.phase2 == "joint" else (lambda b: thinking_mask(b, tok, "response"))
                 phase2 = rl_train(policy, tok, partial(_t2_train, kb=kb), evals, t2_reward,
                                   replace(rl, iterations=cfg.iterations - n1), ctx.seed * 100 + 3, token_mask=which,
                                   on_iteration=lambda _i: bar.advance(1))

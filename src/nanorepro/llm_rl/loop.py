@@ -70,10 +70,10 @@ def rollout(policy: nn.Module, tok: CharTokenizer, problems: list[Problem], rewa
             max_new: int, generator: torch.Generator, temperature: float = 1.0) -> dict:
     prompts = encode_batch(tok, [p.prompt for p in problems]).repeat_interleave(group, 0)
     policy.eval()
-    completions = sample(policy, prompts, max_new, generator, temperature)
+    completions = sample(policy, prompts, max_new, generator, temperature, eos=tok.EOS, pad=tok.PAD)
     texts = [tok.decode(c) for c in completions]
     scored = [reward(t, problems[i // group]) for i, t in enumerate(texts)]
-    mask = completion_mask(completions)
+    mask = completion_mask(completions, tok.EOS)
     with torch.no_grad():
         old_logp = token_logprobs(completion_logits(policy, prompts, completions), completions)
     policy.train()
@@ -115,15 +115,12 @@ class RLConfig:
     reval: ReValConfig = ReValConfig()
 
 
-def thinking_mask(batch: dict, which: str) -> torch.Tensor:
-    """(N, L) token mask: 1 on the thinking "<...>" ("thinking") or on the rest ("response"); START's phases.
-
-    Completions are character-tokenised, so a character's index is its token's index.
-    """
+def thinking_mask(batch: dict, tok: CharTokenizer, which: str) -> torch.Tensor:
+    """(N, L) token mask: 1 on the thinking "<...>" ("thinking") or on the rest ("response"); START's phases."""
     mask = torch.zeros_like(batch["mask"])
     for i, text in enumerate(batch["texts"]):
         span = thinking_span(text)
-        end = span[1] if span is not None else 0
+        end = len(tok.encode(text[: span[1]])) if span is not None else 0  # in tokens
         if which == "thinking":
             mask[i, :end] = 1.0
         else:

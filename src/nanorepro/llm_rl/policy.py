@@ -52,6 +52,28 @@ class CharTokenizer:
         return "".join(out)
 
 
+class ByteTokenizer:
+    """UTF-8 bytes (0-255) plus the hybrid LM's PAD and EOS (``nanorepro.lm.model``): any text fits."""
+
+    PAD, EOS = 256, 258
+    alphabet = None  # every character is encodable
+
+    vocab_size = 260
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids) -> str:
+        out = bytearray()
+        for i in ids:
+            i = int(i)
+            if i == self.EOS:
+                break
+            if i < 256:
+                out.append(i)
+        return out.decode("utf-8", errors="replace")
+
+
 @dataclass(frozen=True)
 class TinyGPTConfig:
     vocab_size: int

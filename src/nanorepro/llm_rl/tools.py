@@ -19,10 +19,12 @@ and never closes it, or is empty, scores 0 and is counted as malformed. START's
 thinking-only phase needs references with thinking.
 
 ``sft`` builds a character tokenizer over the file's characters and a TinyGPT (nanoGPT-style,
-KV cache) and trains it on (prompt, completion); ``train`` runs one RL method of ``llm_rl``
-from that policy (prompts of one length per batch: nothing is padded inside a prompt); both
-are resumable (``<out>.ckpt.safetensors``; the same command continues) and write
-``<out>.curve.png``.
+KV cache) and trains it on (prompt, completion) — or, with ``init``, fine-tunes your own
+model: a policy file, or a hybrid LM written by ``nanorepro lm train`` (bytes as tokens; the
+result stays in the LM's format, so ``lm generate`` reads it). ``train`` runs one RL method
+of ``llm_rl`` from that policy (prompts of one length per batch: nothing is padded inside a
+prompt); both are resumable (``<out>.ckpt.safetensors``; the same command continues) and
+write ``<out>.curve.png``.
 
 A policy file is a nanorepro checkpoint (safetensors; no pickle): the alphabet, the model
 config, the generation length, the weights and the history of the runs that made it.
@@ -40,15 +42,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from nanorepro.common.checkpoint import load_checkpoint, load_owned_checkpoint, save_checkpoint
 from nanorepro.common.errors import UserError
 from nanorepro.common.io import atomic_write_bytes
 from nanorepro.llm_rl.grpo import GRPOConfig
 from nanorepro.llm_rl.loop import RLConfig, accuracy, rl_train, thinking_mask, train_lm
-from nanorepro.llm_rl.policy import CharTokenizer, TinyGPT, TinyGPTConfig, sample
+from nanorepro.llm_rl.policy import ByteTokenizer, CharTokenizer, HybridPolicy, TinyGPT, TinyGPTConfig, sample
 from nanorepro.llm_rl.reval import ReValConfig
 from nanorepro.llm_rl.tasks import Problem, t1_sample, thinking_span
+from nanorepro.lm.tools import MODEL_FORMAT as LM_FORMAT
+from nanorepro.lm.tools import build_model
 
 POLICY_FORMAT = "nanorepro.llm_rl.policy/1"
 METHODS = ("grpo", "dr_grpo", "dapo", "rloo", "reval", "start")
@@ -97,7 +102,9 @@ def load_problems(path: Path) -> list[Problem]:
     return problems
 
 
-def _check_alphabet(problems: list[Problem], tok: CharTokenizer, path: Path) -> None:
+def _check_alphabet(problems: list[Problem], tok: CharTokenizer | ByteTokenizer, path: Path) -> None:
+    if tok.alphabet is None:  # bytes: any text
+        return
     for p in problems:
         unknown = set(p.prompt + p.gold) - set(tok.alphabet)
         if unknown:
@@ -168,20 +175,33 @@ class SFTConfig:
             raise UserError(f"--max-new must be >= 1, got {self.max_new}")
 
 
-def sft(data: Path, out: Path, cfg: SFTConfig, seed: int, board) -> dict:
-    """Train a fresh TinyGPT on the file's (prompt, completion) pairs; write the policy file."""
+def sft(data: Path, out: Path, cfg: SFTConfig, seed: int, board, init: Path | None = None) -> dict:
+    """Train on the file's (prompt, completion) pairs and write the policy file.
+
+    From a fresh TinyGPT (``cfg``'s size, a character tokenizer over the file), or from
+    ``init``: a policy file, or a hybrid LM from ``nanorepro lm train`` (bytes as tokens).
+    """
     cfg.validate()
     problems = load_problems(data)
-    tok = CharTokenizer("".join(sorted({c for p in problems for c in p.prompt + p.gold})))
-    max_new = cfg.max_new or max(len(p.gold) for p in problems) + 4
-    if max_new <= max(len(p.gold) for p in problems):
+    if init is None:
+        tok = CharTokenizer("".join(sorted({c for p in problems for c in p.prompt + p.gold})))
+        base: dict = {"history": []}
+    else:
+        model, tok, base = load_policy(init)
+        _check_alphabet(problems, tok, data)
+    longest = max(len(tok.encode(p.gold)) for p in problems)
+    max_new = cfg.max_new or longest + 4
+    if max_new <= longest:
         raise UserError(f"--max-new {max_new} cannot hold the longest reference completion and its end token")
-    model_cfg = TinyGPTConfig(tok.vocab_size, cfg.d_model, cfg.layers, cfg.heads,
-                              max_len=max(len(p.prompt) for p in problems) + max_new)
-    torch.manual_seed(seed)
-    model = TinyGPT(model_cfg)
+    need = max(len(tok.encode(p.prompt)) for p in problems) + max_new
+    if init is None:
+        torch.manual_seed(seed)
+        model = TinyGPT(TinyGPTConfig(tok.vocab_size, cfg.d_model, cfg.layers, cfg.heads, max_len=need))
+    elif isinstance(model, TinyGPT) and need > model.config.max_len:
+        raise UserError(f"{init} holds {model.config.max_len} tokens; a prompt and {max_new} new tokens need {need}")
     ckpt = out.with_name(out.name + ".ckpt.safetensors")
-    owner = {"sft": dataclasses.asdict(cfg), "seed": seed, "data": _digest(data)}
+    owner = {"sft": dataclasses.asdict(cfg), "seed": seed, "data": _digest(data),
+             "init": _digest(init) if init is not None else None}
     saved = load_owned_checkpoint(ckpt, owner, board.log)
     losses: list[float] = []
     done = 0
@@ -207,16 +227,18 @@ def sft(data: Path, out: Path, cfg: SFTConfig, seed: int, board) -> dict:
     bar.finish()
     g = torch.Generator().manual_seed(seed)
     greedy, malformed = accuracy(model, tok, spread(problems, 500), answer_reward, 1, max_new, g, temperature=0)
-    history = [{"stage": "sft", "data": str(data), "problems": len(problems), "seed": seed, **dataclasses.asdict(cfg),
-                "final_loss": float(np.mean(losses[-20:])), "greedy_accuracy_on_data": greedy}]  # <= 500 problems
-    _write_policy(out, model, tok, max_new, history)
+    history = base["history"] + [{"stage": "sft", "data": str(data), "problems": len(problems), "seed": seed,
+                                  **dataclasses.asdict(cfg), "init": str(init) if init is not None else None,
+                                  "final_loss": float(np.mean(losses[-20:])),
+                                  "greedy_accuracy_on_data": greedy}]  # on <= 500 problems
+    _write_policy(out, model, tok, max_new, history, base)
     ckpt.unlink(missing_ok=True)
     plot = _write_plot(out, "SFT", {"training loss": (np.arange(1, len(losses) + 1), np.array(losses))},
                        "step", "cross-entropy of the completion")
     correct = float(np.mean([answer_reward(p.gold, p)[0] for p in problems]))
     return {"policy": str(out), "plot": str(plot), "problems": len(problems), "references_correct": correct,
-            "alphabet": tok.alphabet,
-            "parameters": sum(p.numel() for p in model.parameters()), "final_loss": history[0]["final_loss"],
+            "tokens": "bytes as tokens" if tok.alphabet is None else f"{len(tok.alphabet)} characters as tokens",
+            "parameters": sum(p.numel() for p in model.parameters()), "final_loss": history[-1]["final_loss"],
             "greedy_accuracy": greedy, "malformed": malformed}
 
 
@@ -273,6 +295,7 @@ def train(policy_path: Path, data: Path, out: Path, cfg: RLToolConfig, seed: int
     if eval_data is not None:
         evals["eval"] = load_problems(eval_data)
         _check_alphabet(evals["eval"], tok, eval_data)
+    max_new = _max_new(state, tok, problems)
     if cfg.method == "start" and not any(p.gold.startswith("<") for p in problems):
         raise UserError(f"--method start trains the thinking first, and no reference completion in {data} has one "
                         f"(<...> before the answer)")
@@ -293,14 +316,14 @@ def train(policy_path: Path, data: Path, out: Path, cfg: RLToolConfig, seed: int
     for index, (rl, mask) in enumerate(phases):
         if index < len(saved["curves"]):
             continue
-        rl = dataclasses.replace(rl, max_new=state["max_new"])
+        rl = dataclasses.replace(rl, max_new=max_new)
 
         def keep(training: dict, index: int = index, before: dict = saved) -> None:
             save_checkpoint(ckpt, {**before, "resume": training, "phase": index})
 
         resume = saved.get("resume") if saved.get("phase") == index else None
         curve = rl_train(model, tok, by_prompt_length(problems), evals, answer_reward, rl, seed * 100 + index,
-                         token_mask=None if mask is None else partial(thinking_mask, which=mask),
+                         token_mask=None if mask is None else partial(thinking_mask, tok=tok, which=mask),
                          on_iteration=lambda _i: bar.advance(1), resume=resume, save=keep)
         saved = {**saved, "curves": saved["curves"] + [curve], "model": copy.deepcopy(model.state_dict()),
                  "resume": None, "phase": None}
@@ -310,7 +333,7 @@ def train(policy_path: Path, data: Path, out: Path, cfg: RLToolConfig, seed: int
     curve = _join(saved["curves"])
     history = state["history"] + [{"stage": cfg.method, "data": str(data), "problems": len(problems), "seed": seed,
                                    **dataclasses.asdict(cfg), "curve": curve}]
-    _write_policy(out, model, tok, state["max_new"], history)
+    _write_policy(out, model, tok, max_new, history, state)
     ckpt.unlink(missing_ok=True)
     series = {f"{name} split": (np.array([p["samples"] for p in curve]), np.array([p[f"acc_{name}"] for p in curve]))
               for name in evals}
@@ -341,13 +364,14 @@ def evaluate(policy_path: Path, data: Path, samples: int, seed: int, show: int =
     model, tok, state = load_policy(policy_path)
     problems = load_problems(data)
     _check_alphabet(problems, tok, data)
+    max_new = _max_new(state, tok, problems)
     g = torch.Generator().manual_seed(seed)
-    greedy, greedy_bad = accuracy(model, tok, problems, answer_reward, 1, state["max_new"], g, temperature=0)
-    sampled, sampled_bad = accuracy(model, tok, problems, answer_reward, samples, state["max_new"], g)
+    greedy, greedy_bad = accuracy(model, tok, problems, answer_reward, 1, max_new, g, temperature=0)
+    sampled, sampled_bad = accuracy(model, tok, problems, answer_reward, samples, max_new, g)
     examples = []
     for p in problems[:show]:
         ids = torch.tensor([tok.encode(p.prompt)])
-        text = tok.decode(sample(model, ids, state["max_new"], g, temperature=0)[0])
+        text = tok.decode(sample(model, ids, max_new, g, temperature=0, eos=tok.EOS, pad=tok.PAD)[0])
         examples.append({"prompt": p.prompt, "completion": text, "answer": p.answer,
                          "reward": answer_reward(text, p)[0]})
     return {"problems": len(problems), "greedy_accuracy": greedy, "greedy_malformed": greedy_bad,
@@ -355,17 +379,34 @@ def evaluate(policy_path: Path, data: Path, samples: int, seed: int, show: int =
             "stages": [h["stage"] for h in state["history"]], "examples": examples}
 
 
-def load_policy(path: Path) -> tuple[TinyGPT, CharTokenizer, dict]:
+def load_policy(path: Path) -> tuple[nn.Module, CharTokenizer | ByteTokenizer, dict]:
+    """A policy file (TinyGPT, characters) or a hybrid LM from ``nanorepro lm train`` (bytes), ready to train."""
     state = load_checkpoint(path)
-    if not isinstance(state, dict) or state.get("format") != POLICY_FORMAT:
-        raise UserError(f"{path} is not a nanorepro llm-rl policy (format {POLICY_FORMAT}; write one with "
-                        f"`nanorepro llm-rl sft`)")
-    model = TinyGPT(TinyGPTConfig(**state["config"]))
-    model.load_state_dict(state["weights"])
-    return model, CharTokenizer(state["alphabet"]), state
+    kind = state.get("format") if isinstance(state, dict) else None
+    if kind == POLICY_FORMAT:
+        model = TinyGPT(TinyGPTConfig(**state["config"]))
+        model.load_state_dict(state["weights"])
+        return model, CharTokenizer(state["alphabet"]), state
+    if kind == LM_FORMAT:
+        if state["recipe"] is not None:
+            raise UserError(f"{path} was trained under NVFP4; RL here needs a model trained without --nvfp4")
+        lm = build_model(state["config"], None)
+        lm.load_state_dict(state["weights"])
+        return HybridPolicy(lm), ByteTokenizer(), {"history": [], **state}
+    raise UserError(f"{path} is neither a nanorepro llm-rl policy ({POLICY_FORMAT}; `nanorepro llm-rl sft` writes "
+                    f"one) nor a hybrid LM ({LM_FORMAT}; `nanorepro lm train`)")
 
 
-def _write_policy(out: Path, model: TinyGPT, tok: CharTokenizer, max_new: int, history: list[dict]) -> None:
+def _max_new(state: dict, tok, problems: list[Problem]) -> int:
+    """The policy's generation length, or for an LM without one, the longest reference + 4 tokens."""
+    return state.get("max_new") or max(len(tok.encode(p.gold)) for p in problems) + 4
+
+
+def _write_policy(out: Path, model: nn.Module, tok, max_new: int, history: list[dict], base: dict) -> None:
+    """A TinyGPT as a policy file; a hybrid LM in the LM's own format (so `lm generate` reads it too)."""
+    if isinstance(model, HybridPolicy):
+        save_checkpoint(out, {**base, "weights": model.model.state_dict(), "max_new": max_new, "history": history})
+        return
     save_checkpoint(out, {"format": POLICY_FORMAT, "alphabet": tok.alphabet,
                           "config": dataclasses.asdict(model.config), "max_new": max_new,
                           "weights": model.state_dict(), "history": history})
