@@ -10,6 +10,7 @@ from nanorepro.common.checkpoint import load_checkpoint, save_checkpoint
 from nanorepro.common.errors import UserError
 from nanorepro.common.progress import ProgressBoard
 from nanorepro.llm_rl import tools
+from nanorepro.llm_rl.policy import ByteTokenizer
 from nanorepro.llm_rl.tasks import Problem
 
 
@@ -55,7 +56,7 @@ def test_a_malformed_problems_file_is_refused_naming_the_line(tmp_path, line, me
 
 def test_batches_share_a_prompt_length_drawn_in_proportion(tmp_path):
     problems = tools.load_problems(_sums(tmp_path / "p.jsonl", 40, 20))
-    draw = tools.by_prompt_length(problems)
+    draw = tools.by_prompt_length(problems, ByteTokenizer())
     rng = np.random.default_rng(0)
     lengths = [{len(p.prompt) for p in draw(rng, 8)} for _ in range(600)]
     assert all(len(s) == 1 for s in lengths)
@@ -161,7 +162,7 @@ def test_start_without_thinking_unknown_characters_and_foreign_files_are_refused
 
 def test_thinking_masks_count_tokens_not_characters():
     from nanorepro.llm_rl.loop import thinking_mask
-    from nanorepro.llm_rl.policy import ByteTokenizer, CharTokenizer
+    from nanorepro.llm_rl.policy import CharTokenizer
 
     batch = {"mask": torch.ones(2, 6), "texts": ["<é>1", "1"]}
     thinking = thinking_mask(batch, ByteTokenizer(), "thinking")  # é is two bytes
@@ -192,3 +193,17 @@ def test_a_hybrid_lm_from_lm_train_is_fine_tuned_trained_and_still_generates(tmp
     code, out, err = cli("lm", "generate", "--model", tmp_path / "rl.safetensors", "--prompt", "3+4=", "--tokens",
                          "6", "--device", "cpu")
     assert code == 0 and out.startswith("3+4="), err
+
+
+def test_prompts_of_equal_characters_but_unequal_bytes_are_batched_apart():
+    from nanorepro.llm_rl.loop import accuracy
+    from nanorepro.llm_rl.policy import HybridPolicy
+    from nanorepro.lm.model import HybridConfig, HybridLM
+
+    torch.manual_seed(0)
+    policy = HybridPolicy(HybridLM(HybridConfig.named("debug", mtp_depths=0)))
+    problems = [Problem("é=", "", "1", {}), Problem("a=", "", "1", {}), Problem("b=", "", "1", {})]
+    draw = tools.by_prompt_length(problems, ByteTokenizer())
+    assert {len(draw(np.random.default_rng(i), 4)[0].prompt.encode()) for i in range(40)} == {2, 3}
+    acc, malformed = accuracy(policy, ByteTokenizer(), problems, tools.answer_reward, 2, 3, torch.Generator())
+    assert 0 <= acc <= 1 and 0 <= malformed <= 1

@@ -88,12 +88,12 @@ def accuracy(policy: nn.Module, tok: CharTokenizer, problems: list[Problem], rew
              chunk: int = 256) -> tuple[float, float]:
     """Mean reward of ``samples`` completions per problem, and the malformed share.
 
-    Prompts of different lengths are sampled in separate batches (no padding inside a prompt),
+    Prompts of different token lengths are sampled in separate batches (no padding inside a prompt),
     of at most ``chunk`` problems each.
     """
     by_length: dict[int, list[Problem]] = {}
     for p in problems:
-        by_length.setdefault(len(p.prompt), []).append(p)
+        by_length.setdefault(len(tok.encode(p.prompt)), []).append(p)
     total, malformed, n = 0.0, 0, 0
     for group in by_length.values():
         for i in range(0, len(group), chunk):

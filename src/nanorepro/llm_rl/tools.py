@@ -121,14 +121,14 @@ def spread(problems: list[Problem], n: int) -> list[Problem]:
     return problems[:: max(1, len(problems) // n)][:n]
 
 
-def by_prompt_length(problems: list[Problem]):
-    """A sampler ``(rng, n) -> n problems of one prompt length`` (a batch shares its length; no padding).
+def by_prompt_length(problems: list[Problem], tok: CharTokenizer | ByteTokenizer):
+    """A sampler ``(rng, n) -> n problems of one prompt length`` in tokens (a batch shares it; no padding).
 
     The length is drawn in proportion to its number of problems, then problems uniformly within it.
     """
     groups: dict[int, list[Problem]] = {}
     for p in problems:
-        groups.setdefault(len(p.prompt), []).append(p)
+        groups.setdefault(len(tok.encode(p.prompt)), []).append(p)
     lengths = sorted(groups)
     weights = np.array([len(groups[n]) for n in lengths], dtype=float) / len(problems)
 
@@ -322,7 +322,7 @@ def train(policy_path: Path, data: Path, out: Path, cfg: RLToolConfig, seed: int
             save_checkpoint(ckpt, {**before, "resume": training, "phase": index})
 
         resume = saved.get("resume") if saved.get("phase") == index else None
-        curve = rl_train(model, tok, by_prompt_length(problems), evals, answer_reward, rl, seed * 100 + index,
+        curve = rl_train(model, tok, by_prompt_length(problems, tok), evals, answer_reward, rl, seed * 100 + index,
                          token_mask=None if mask is None else partial(thinking_mask, tok=tok, which=mask),
                          on_iteration=lambda _i: bar.advance(1), resume=resume, save=keep)
         saved = {**saved, "curves": saved["curves"] + [curve], "model": copy.deepcopy(model.state_dict()),
