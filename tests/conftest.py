@@ -1,5 +1,11 @@
+import os
+
 import pytest
 import torch
+
+# The user commands pick their measured thread count unless OMP_NUM_THREADS is set: tests use tiny
+# tensors, for which one thread is fastest (tests/common tests the choice itself).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -22,6 +22,11 @@ app = typer.Typer(
     help="Compact, tested reproductions of ten recent ML systems.",
 )
 
+# Torch threads of the user commands, measured on the idle 2-core CPU (2 threads / 1): llm-rl SFT step 1.67x,
+# RL iteration 1.49x (Dr. GRPO) and 1.68x (ReVal), lm train step 1.70x (bench_tool_threads.py); braking's SAC
+# update 0.98x (bench_braking.py), so its ensemble training decides (the reinvbc experiment runs on 2).
+BRAKING_THREADS, LM_THREADS, LLM_RL_THREADS = 2, 2, 2
+
 RESULTS = typer.Option(Path("results"), "--results", help="Results store (results/NAME/PROFILE/seedS.json).")
 REPORTS = typer.Option(Path("reports"), "--reports", help="Where index.html, summary.md and plots/ are written.")
 
@@ -116,6 +121,21 @@ def report(
 
 braking_app = typer.Typer(no_args_is_help=True, help="ReinVBC on your own braking logs.")
 app.add_typer(braking_app, name="braking")
+
+
+def _threads(best: int):
+    """A group callback: its commands run on ``best`` torch threads (measured in benchmarks/;
+    OMP_NUM_THREADS overrides)."""
+
+    def callback() -> None:
+        from nanorepro.common.device import default_threads
+
+        default_threads(best)
+
+    return callback
+
+
+braking_app.callback()(_threads(BRAKING_THREADS))
 ABS_GRID = typer.Option("full", "--abs-grid", help="Tuning grid of the reference ABS: full | small (tests).")
 
 
@@ -194,6 +214,7 @@ def braking_evaluate(
 
 recsys_app = typer.Typer(no_args_is_help=True, help="SIGMA on your own interactions (RecBole atomic files).")
 app.add_typer(recsys_app, name="recsys")
+recsys_app.callback()(_threads(2))  # bench_recsys: 1.5x faster training steps, 1.75x scoring
 
 
 @recsys_app.command("train")
@@ -234,6 +255,7 @@ def recsys_recommend(
 
 med3d_app = typer.Typer(no_args_is_help=True, help="TGH-MoE on CT volumes: train on phantoms, report on NIfTI files.")
 app.add_typer(med3d_app, name="med3d")
+med3d_app.callback()(_threads(2))  # bench_med3d: 1.3-1.6x for one process
 
 
 @med3d_app.command("train")
@@ -279,6 +301,7 @@ def med3d_ask(
 
 lm_app = typer.Typer(no_args_is_help=True, help="The hybrid Mamba/attention LatentMoE LM on your own text.")
 app.add_typer(lm_app, name="lm")
+lm_app.callback()(_threads(LM_THREADS))
 
 
 @lm_app.command("train")
@@ -335,6 +358,7 @@ def lm_generate(
 
 llm_rl_app = typer.Typer(no_args_is_help=True, help="GRPO, ReVal or START on your own problems with a verifier.")
 app.add_typer(llm_rl_app, name="llm-rl")
+llm_rl_app.callback()(_threads(LLM_RL_THREADS))
 PROBLEMS_HELP = 'JSON Lines: {"prompt": ..., "answer": ..., "completion": "<thinking>answer" (optional)} per line.'
 
 
@@ -439,6 +463,7 @@ def llm_rl_evaluate(
 
 imitation_app = typer.Typer(no_args_is_help=True, help="Imitation learning on Gymnasium continuous control.")
 app.add_typer(imitation_app, name="imitation")
+imitation_app.callback()(_threads(1))  # bench_imitation: SAC at width 128 is faster on one thread; see `train`
 
 
 @imitation_app.command("make-experts")
@@ -488,6 +513,7 @@ def imitation_train(
 
     Interrupted? Run the same command again: online learners resume from OUT.ckpt.safetensors.
     """
+    from nanorepro.common.device import default_threads
     from nanorepro.imitation.demos import bundled_demos_path
     from nanorepro.imitation.tools import learner_config, train
     from nanorepro.rl.online import Budget
@@ -496,6 +522,8 @@ def imitation_train(
                     update_every=update_every, eval_every=min(eval_every, steps), eval_episodes=eval_episodes)
     picked = [f"subsample={subsample}"] + ([f"demo_episodes={demo_episodes}"] if demo_episodes else [])
     cfg = learner_config(env, picked + (overrides or []))
+    if cfg.hidden >= 256:  # bench_imitation: 2 threads 1.18x at width 256 (0.82x at 128)
+        default_threads(2)
     with ProgressBoard() as board:
         info = train(env, demos or bundled_demos_path(env), learner, out, cfg, budget, seed, board,
                      all_episodes=not demo_episodes)

@@ -30,6 +30,14 @@ def set_threads(n: int | None) -> int:
     return torch.get_num_threads()
 
 
+def default_threads(best: int) -> int:
+    """A user command's torch threads: ``best`` (what ``benchmarks/`` measured fastest for its
+    work on a 2-core CPU), unless the user chose a count with OMP_NUM_THREADS. Returns the count."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, min(best, os.cpu_count() or 1)))
+    return torch.get_num_threads()
+
+
 def describe_device(device: torch.device) -> dict:
     info = {
         "device": str(device),
