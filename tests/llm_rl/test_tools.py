@@ -133,6 +133,7 @@ def test_interrupted_sft_and_rl_resume_to_the_same_weights(tmp_path, monkeypatch
     (["--method", "ppo"], "unknown method 'ppo'"),
     (["--group", "1"], "group-relative methods need --group >= 2"),
     (["--start-phase1", "1.5"], "0 < --start-phase1 < 1"),
+    (["--method", "start", "--iterations", "1"], "--method start needs --iterations >= 2"),
 ])
 def test_train_refuses_bad_settings_with_one_line(tmp_path, cli, args, message):
     data = _sums(tmp_path / "sums.jsonl")

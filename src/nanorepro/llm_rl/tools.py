@@ -263,6 +263,8 @@ class RLToolConfig:
             raise UserError(f"unknown method '{self.method}' (known: {', '.join(METHODS)})")
         if min(self.iterations, self.prompts_per_iter, self.group, self.mu, self.eval_every, self.eval_samples) < 1:
             raise UserError("--iterations, --prompts, --group, --mu, --eval-every and --eval-samples must be >= 1")
+        if self.method == "start" and self.iterations < 2:
+            raise UserError("--method start needs --iterations >= 2 (a thinking phase, then a response phase)")
         if self.group < 2 and self.method != "reval":
             raise UserError("group-relative methods need --group >= 2")
         if self.lr <= 0 or self.beta <= 0 or not 0 < self.start_phase1 < 1:
