@@ -344,13 +344,16 @@ def lm_generate(
     prompt: str = typer.Option(..., "--prompt"),
     tokens: int = typer.Option(200, "--tokens", help="Bytes to generate (stops early at end of text)."),
     plain: bool = typer.Option(False, "--plain", help="Plain greedy decoding instead of MTP speculative."),
+    temperature: float = typer.Option(0.0, "--temperature", help="0: greedy; > 0: sample (plain decoding)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampler (with --temperature)."),
     device: str = typer.Option("auto", "--device"),
 ) -> None:
-    """Greedy continuation of a prompt; by default with MTP self-speculative decoding (same output)."""
+    """Continuation of a prompt: greedy, by default with MTP self-speculative decoding (same output), or sampled."""
     from nanorepro.common.device import pick_device
     from nanorepro.lm.tools import generate
 
-    info = generate(model, prompt, tokens, speculative=not plain, device=pick_device(device))
+    info = generate(model, prompt, tokens, speculative=not plain, device=pick_device(device),
+                    temperature=temperature, seed=seed)
     typer.echo(prompt + info["text"])
     detail = f"; tau {info['tau']:.2f} tokens per forward" if "tau" in info else ""
     typer.echo(f"[{info['tokens']} tokens, {info['tokens_per_s']:.0f} tokens/s{detail}]", err=True)

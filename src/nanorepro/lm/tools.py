@@ -8,7 +8,8 @@ optionally under Nemotron 3 Super's NVFP4 map (``--nvfp4``), and trains it with
 ``lm.train.train`` (AdamW, WSD, router-bias balancing). It is resumable: the training state
 is checkpointed to ``<out>.ckpt.safetensors`` and the same command continues from it.
 ``generate`` decodes greedily, by default with MTP self-speculative decoding (the main
-model verifies two MTP drafts per forward; the output equals plain greedy decoding).
+model verifies two MTP drafts per forward; the output equals plain greedy decoding), or
+samples at a temperature (plain decoding, seeded).
 
 A model file is a nanorepro checkpoint (safetensors; no pickle): weights, model config,
 NVFP4 recipe, training curve and the corpus summary (bytes, files, SHA-256).
@@ -25,7 +26,7 @@ import torch
 from nanorepro.common.checkpoint import load_checkpoint, load_owned_checkpoint, save_checkpoint
 from nanorepro.common.errors import UserError
 from nanorepro.lm.data import text_corpus
-from nanorepro.lm.model import EOS, NAMED_SIZES, HybridConfig, HybridLM, config_dict, use_nvfp4
+from nanorepro.lm.model import EOS, NAMED_SIZES, PAD, HybridConfig, HybridLM, config_dict, use_nvfp4
 from nanorepro.lm.speculative import greedy_decode, speculative_decode
 from nanorepro.lm.train import TrainConfig, train
 from nanorepro.nn.nvfp4 import NVFP4Recipe, replace_recipe
@@ -91,22 +92,38 @@ def load_model(path: Path, device: torch.device = torch.device("cpu")) -> tuple[
 
 
 def generate(model_path: Path, prompt: str, tokens: int, speculative: bool = True,
-             device: torch.device = torch.device("cpu")) -> dict:
-    """Greedy continuation of ``prompt`` (UTF-8 bytes), cut at the first end-of-text token."""
+             device: torch.device = torch.device("cpu"), temperature: float = 0.0, seed: int = 0) -> dict:
+    """Continuation of ``prompt`` (UTF-8 bytes), cut at the first end-of-text token.
+
+    Greedy (``temperature`` 0; by default with MTP drafts, the same output), or sampled at
+    ``temperature`` from a generator seeded with ``seed`` (plain decoding: the drafts'
+    verification here is greedy).
+    """
     if not prompt:
         raise UserError("the prompt is empty")
     if tokens < 1:
         raise UserError(f"--tokens must be >= 1, got {tokens}")
+    if temperature < 0:
+        raise UserError(f"--temperature must be >= 0, got {temperature}")
     model, _ = load_model(model_path, device)
     ids = torch.tensor([list(prompt.encode("utf-8"))], device=device)
-    decode = speculative_decode if speculative else greedy_decode
-    decode(model, ids, 4)  # untimed warm-up (lazy initialisation), so tokens/s measures decoding
-    t0 = time.perf_counter()
-    if speculative:
-        out, stats = speculative_decode(model, ids, tokens)
-        extra = {"tau": stats.tau, "alphas": stats.alphas}
+    extra: dict = {}
+    if temperature > 0:
+        from nanorepro.llm_rl.policy import HybridPolicy, sample
+
+        generator = torch.Generator(device=device).manual_seed(seed)
+        t0 = time.perf_counter()
+        out = sample(HybridPolicy(model), ids, tokens, generator, temperature, eos=EOS, pad=PAD)[0].tolist()
+        out = out[: out.index(EOS) + 1] if EOS in out else out  # PAD follows the end of text
     else:
-        out, extra = greedy_decode(model, ids, tokens), {}
+        decode = speculative_decode if speculative else greedy_decode
+        decode(model, ids, 4)  # untimed warm-up (lazy initialisation), so tokens/s measures decoding
+        t0 = time.perf_counter()
+        if speculative:
+            out, stats = speculative_decode(model, ids, tokens)
+            extra = {"tau": stats.tau, "alphas": stats.alphas}
+        else:
+            out = greedy_decode(model, ids, tokens)
     seconds = time.perf_counter() - t0
     out = out[:tokens]
     text_ids = out[: out.index(EOS)] if EOS in out else out
