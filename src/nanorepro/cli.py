@@ -450,12 +450,14 @@ def llm_rl_evaluate(
     data: Path = typer.Option(..., "--data", help=PROBLEMS_HELP),
     samples: int = typer.Option(4, "--samples", help="Sampled completions per problem (temperature 1)."),
     show: int = typer.Option(3, "--show", help="Print the greedy completion of the first N problems."),
+    predictions: Path | None = typer.Option(None, "--predictions", help="Write every greedy completion and "
+                                            "its reward here (JSON Lines)."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Greedy and sampled accuracy of a policy on problems, and the share of malformed completions."""
     from nanorepro.llm_rl.tools import evaluate
 
-    info = evaluate(policy, data, samples, seed, show)
+    info = evaluate(policy, data, samples, seed, show, predictions)
     for example in info["examples"]:
         typer.echo(f"{example['prompt']}{example['completion']}    [answer {example['answer']}, "
                    f"reward {example['reward']:.0f}]")

@@ -83,10 +83,18 @@ def test_sft_learns_the_references_then_each_method_trains_and_evaluates(tmp_pat
         curve = state["history"][-1]["curve"]
         assert [p["samples"] for p in curve] == [0, 32, 64] and [h["stage"] for h in state["history"]] == ["sft",
                                                                                                           method]
-    code, out, err = cli(*["llm-rl", "evaluate", "--policy", str(tmp_path / "start.safetensors"), "--data", str(data),
-                           "--show", "2"])
+    code, out, err = cli("llm-rl", "evaluate", "--policy", tmp_path / "start.safetensors", "--data", data,
+                         "--show", "2", "--predictions", tmp_path / "pred.jsonl")
     assert code == 0, err
     assert "60 problems (sft -> start): greedy accuracy" in out and len(out.strip().splitlines()) == 3
+    rows = [json.loads(line) for line in (tmp_path / "pred.jsonl").read_text().splitlines()]
+    problems = tools.load_problems(data)
+    assert [r["prompt"] for r in rows] == [p.prompt for p in problems]  # the file's order, across lengths
+    accuracy = float(out.split("greedy accuracy ")[1].split()[0])
+    assert accuracy == pytest.approx(np.mean([r["reward"] for r in rows]), abs=5e-4)
+    model, tok, state = tools.load_policy(tmp_path / "start.safetensors")
+    one = tools.greedy_completions(model, tok, problems[-1:], state["max_new"])
+    assert one == [rows[-1]["completion"]]  # a batch of one decodes the same
 
 
 def _crash_after(monkeypatch, saves: int):

@@ -359,26 +359,48 @@ def _join(curves: list[list[dict]]) -> list[dict]:
 # --------------------------------------------------------------------------- evaluation and files
 
 
-def evaluate(policy_path: Path, data: Path, samples: int, seed: int, show: int = 0) -> dict:
-    """Greedy and sampled (temperature 1) accuracy on the file's problems, malformed shares, examples."""
+@torch.no_grad()
+def greedy_completions(model: nn.Module, tok, problems: list[Problem], max_new: int, chunk: int = 256) -> list[str]:
+    """Each problem's greedy completion, in the problems' order (batched by prompt length in tokens)."""
+    order: dict[int, list[int]] = {}
+    for i, p in enumerate(problems):
+        order.setdefault(len(tok.encode(p.prompt)), []).append(i)
+    texts = [""] * len(problems)
+    model.eval()
+    for indices in order.values():
+        for start in range(0, len(indices), chunk):
+            part = indices[start : start + chunk]
+            prompts = torch.tensor([tok.encode(problems[i].prompt) for i in part])
+            out = sample(model, prompts, max_new, torch.Generator(), temperature=0, eos=tok.EOS, pad=tok.PAD)
+            for i, ids in zip(part, out, strict=True):
+                texts[i] = tok.decode(ids)
+    return texts
+
+
+def evaluate(policy_path: Path, data: Path, samples: int, seed: int, show: int = 0,
+             predictions: Path | None = None) -> dict:
+    """Greedy and sampled (temperature 1) accuracy on the file's problems, malformed shares, examples.
+
+    ``predictions``: also write each problem's greedy completion and reward (JSON Lines).
+    """
     if samples < 1:
         raise UserError(f"--samples must be >= 1, got {samples}")
     model, tok, state = load_policy(policy_path)
     problems = load_problems(data)
     _check_alphabet(problems, tok, data)
     max_new = _max_new(state, tok, problems)
+    texts = greedy_completions(model, tok, problems, max_new)
+    rows = [{"line": p.meta["line"], "prompt": p.prompt, "completion": text, "answer": p.answer,
+             "reward": answer_reward(text, p)[0], "malformed": answer_reward(text, p)[1]}
+            for p, text in zip(problems, texts, strict=True)]
+    if predictions is not None:
+        atomic_write_bytes(predictions, "".join(json.dumps(r) + "\n" for r in rows).encode())
     g = torch.Generator().manual_seed(seed)
-    greedy, greedy_bad = accuracy(model, tok, problems, answer_reward, 1, max_new, g, temperature=0)
     sampled, sampled_bad = accuracy(model, tok, problems, answer_reward, samples, max_new, g)
-    examples = []
-    for p in problems[:show]:
-        ids = torch.tensor([tok.encode(p.prompt)])
-        text = tok.decode(sample(model, ids, max_new, g, temperature=0, eos=tok.EOS, pad=tok.PAD)[0])
-        examples.append({"prompt": p.prompt, "completion": text, "answer": p.answer,
-                         "reward": answer_reward(text, p)[0]})
-    return {"problems": len(problems), "greedy_accuracy": greedy, "greedy_malformed": greedy_bad,
-            "sampled_accuracy": sampled, "sampled_malformed": sampled_bad, "samples": samples,
-            "stages": [h["stage"] for h in state["history"]], "examples": examples}
+    return {"problems": len(problems), "greedy_accuracy": float(np.mean([r["reward"] for r in rows])),
+            "greedy_malformed": float(np.mean([r["malformed"] for r in rows])), "sampled_accuracy": sampled,
+            "sampled_malformed": sampled_bad, "samples": samples, "stages": [h["stage"] for h in state["history"]],
+            "examples": rows[:show]}
 
 
 def load_policy(path: Path) -> tuple[nn.Module, CharTokenizer | ByteTokenizer, dict]:
