@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nanorepro.lm import model as lm_model
 from nanorepro.nn.transformer import Block
 
 
@@ -55,10 +56,9 @@ class CharTokenizer:
 class ByteTokenizer:
     """UTF-8 bytes (0-255) plus the hybrid LM's PAD and EOS (``nanorepro.lm.model``): any text fits."""
 
-    PAD, EOS = 256, 258
+    PAD, EOS = lm_model.PAD, lm_model.EOS
     alphabet = None  # every character is encodable
-
-    vocab_size = 260
+    vocab_size = lm_model.HybridConfig.vocab_size
 
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
