@@ -25,11 +25,11 @@ from nanorepro.llm_rl.experiment import (
     _t1_train,
     auc_first_half,
     final_accuracy,
+    reval_arms,
     reval_sft,
 )
-from nanorepro.llm_rl.loop import RLConfig, rl_train
+from nanorepro.llm_rl.loop import rl_train
 from nanorepro.llm_rl.policy import CharTokenizer, TinyGPT, TinyGPTConfig
-from nanorepro.llm_rl.reval import ReValConfig
 from nanorepro.llm_rl.tasks import T1_ALPHABET, t1_reward, t1_sample
 
 
@@ -48,14 +48,11 @@ def main() -> None:
     base = TinyGPT(TinyGPTConfig(tok.vocab_size, cfg.d_model, cfg.layers, 4, 40))
     reval_sft(base, tok, cfg, seed)
     test = t1_sample(rng_stream(seed, "test"), cfg.eval_problems, "test", cfg.numbers)
-    reval = ReValConfig(beta=cfg.beta, lr=cfg.lr, updates_per_batch=cfg.updates_per_batch,
-                        buffer_batches=cfg.buffer_batches, minibatch=cfg.prompts_per_iter * cfg.group)
+    arm = reval_arms(cfg)["reval"]
     budget = cfg.iterations * cfg.prompts_per_iter * cfg.group
     for pair in args.weights.split(","):
         step, traj = (float(x) for x in pair.split(":"))
-        rl = RLConfig("reval", reval=replace(reval, lambda_step=step, lambda_traj=traj), iterations=cfg.iterations,
-                      prompts_per_iter=cfg.prompts_per_iter, group=cfg.group, max_new=16,
-                      eval_every=cfg.eval_every, eval_samples=cfg.eval_samples)
+        rl = replace(arm, reval=replace(arm.reval, lambda_step=step, lambda_traj=traj))
         curve = rl_train(copy.deepcopy(base), tok, partial(_t1_train, numbers=cfg.numbers), {"test": test},
                          t1_reward, rl, seed=seed * 100 + len("reval"))
         print(json.dumps({"seed": seed, "lambda_step": step, "lambda_traj": traj,

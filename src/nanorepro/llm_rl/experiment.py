@@ -81,6 +81,22 @@ def reval_sft(base: TinyGPT, tok: CharTokenizer, cfg: ReValExperimentConfig, see
     train_lm(base, tok, demos, cfg.sft_steps, 128, 1e-3, torch.Generator().manual_seed(seed), on_step=on_step)
 
 
+def reval_arms(cfg: ReValExperimentConfig) -> dict[str, RLConfig]:
+    """The RL settings of each arm (run seed: ``seed * 100 + len(name)``)."""
+    grpo = GRPOConfig(variant="dr_grpo", lr=cfg.lr)
+    reval = ReValConfig(beta=cfg.beta, lr=cfg.lr, updates_per_batch=cfg.updates_per_batch,
+                        buffer_batches=cfg.buffer_batches, minibatch=cfg.prompts_per_iter * cfg.group)
+    arms = {
+        "grpo_mu1": RLConfig("grpo", grpo=grpo),
+        "grpo_mu4": RLConfig("grpo", grpo=replace(grpo, mu=4)),
+        "reval": RLConfig("reval", reval=reval),
+        "reval_step_only": RLConfig("reval", reval=replace(reval, lambda_traj=0.0)),
+    }
+    return {name: replace(rl, iterations=cfg.iterations, prompts_per_iter=cfg.prompts_per_iter, group=cfg.group,
+                          max_new=16, eval_every=cfg.eval_every, eval_samples=cfg.eval_samples)
+            for name, rl in arms.items()}
+
+
 def reval_run(cfg: ReValExperimentConfig, ctx: RunContext) -> Metrics:
     tok = CharTokenizer(T1_ALPHABET)
     state = ctx.load_checkpoint() or {}
@@ -98,22 +114,11 @@ def reval_run(cfg: ReValExperimentConfig, ctx: RunContext) -> Metrics:
     g = torch.Generator().manual_seed(ctx.seed)
     greedy, _ = accuracy(base, tok, test, t1_reward, 1, 16, g, temperature=0)
     sampled, _ = accuracy(base, tok, test, t1_reward, cfg.eval_samples, 16, g)
-    grpo = GRPOConfig(variant="dr_grpo", lr=cfg.lr)
-    reval = ReValConfig(beta=cfg.beta, lr=cfg.lr, updates_per_batch=cfg.updates_per_batch,
-                        buffer_batches=cfg.buffer_batches, minibatch=cfg.prompts_per_iter * cfg.group)
-    configs = {
-        "grpo_mu1": RLConfig("grpo", grpo=grpo),
-        "grpo_mu4": RLConfig("grpo", grpo=replace(grpo, mu=4)),
-        "reval": RLConfig("reval", reval=reval),
-        "reval_step_only": RLConfig("reval", reval=replace(reval, lambda_traj=0.0)),
-    }
     curves = state.setdefault("curves", {})
-    for name, rl in configs.items():
+    for name, rl in reval_arms(cfg).items():
         if name in curves:
             bar.advance(cfg.iterations)
             continue
-        rl = replace(rl, iterations=cfg.iterations, prompts_per_iter=cfg.prompts_per_iter, group=cfg.group,
-                     max_new=16, eval_every=cfg.eval_every, eval_samples=cfg.eval_samples)
         policy = copy.deepcopy(base)
         curves[name] = rl_train(policy, tok, partial(_t1_train, numbers=cfg.numbers), {"test": test}, t1_reward, rl,
                                 seed=ctx.seed * 100 + len(name), on_iteration=lambda _i: bar.advance(1))

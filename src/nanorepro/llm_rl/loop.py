@@ -31,13 +31,18 @@ def encode_batch(tok: CharTokenizer, texts: list[str]) -> torch.Tensor:
     return torch.tensor(ids)
 
 
+def sft_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """The optimizer of ``train_lm``: AdamW with weight decay 0.01."""
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+
+
 def train_lm(model: nn.Module, tok: CharTokenizer, examples: list[tuple[str, str]], steps: int, batch: int,
              lr: float, generator: torch.Generator, on_step=None,
              opt: torch.optim.Optimizer | None = None) -> list[float]:
     """Next-token training on (context, target) text pairs; the loss covers only the target (+ EOS).
 
     Pretraining sentences are pairs with an empty context. Sequences are right-padded.
-    ``opt``: continue with this optimizer (AdamW, weight decay 0.01, made here if None).
+    ``opt``: continue with this optimizer (``sft_optimizer``, made here if None).
     """
     seqs = [tok.encode(c) + tok.encode(t) + [tok.EOS] for c, t in examples]
     starts = [len(tok.encode(c)) for c, _ in examples]
@@ -47,7 +52,7 @@ def train_lm(model: nn.Module, tok: CharTokenizer, examples: list[tuple[str, str
     for i, (s, st) in enumerate(zip(seqs, starts, strict=True)):
         ids[i, : len(s)] = torch.tensor(s)
         weight[i, max(st, 1) : len(s)] = 1.0  # targets are predicted from the token before them
-    opt = opt if opt is not None else torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    opt = opt if opt is not None else sft_optimizer(model, lr)
     losses = []
     model.train()
     for step in range(steps):

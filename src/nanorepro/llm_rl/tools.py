@@ -48,7 +48,7 @@ from nanorepro.common.checkpoint import load_checkpoint, load_owned_checkpoint, 
 from nanorepro.common.errors import UserError
 from nanorepro.common.io import atomic_write_bytes
 from nanorepro.llm_rl.grpo import GRPOConfig
-from nanorepro.llm_rl.loop import RLConfig, accuracy, rl_train, thinking_mask, train_lm
+from nanorepro.llm_rl.loop import RLConfig, accuracy, rl_train, sft_optimizer, thinking_mask, train_lm
 from nanorepro.llm_rl.policy import ByteTokenizer, CharTokenizer, HybridPolicy, TinyGPT, TinyGPTConfig, sample
 from nanorepro.llm_rl.reval import ReValConfig
 from nanorepro.llm_rl.tasks import Problem, t1_sample, thinking_span
@@ -212,7 +212,7 @@ def sft(data: Path, out: Path, cfg: SFTConfig, seed: int, board, init: Path | No
     bar = board.task(f"SFT on {data}", cfg.steps)
     bar.advance(done)
     examples = [(p.prompt, p.gold) for p in problems]
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)  # train_lm's optimizer
+    opt = sft_optimizer(model, cfg.lr)
     if saved is not None:
         opt.load_state_dict(saved["optimizer"])
     while done < cfg.steps:  # segments of checkpoint_every steps with their own seeds: resuming changes nothing
@@ -390,9 +390,11 @@ def evaluate(policy_path: Path, data: Path, samples: int, seed: int, show: int =
     _check_alphabet(problems, tok, data)
     max_new = _max_new(state, tok, problems)
     texts = greedy_completions(model, tok, problems, max_new)
-    rows = [{"line": p.meta["line"], "prompt": p.prompt, "completion": text, "answer": p.answer,
-             "reward": answer_reward(text, p)[0], "malformed": answer_reward(text, p)[1]}
-            for p, text in zip(problems, texts, strict=True)]
+    rows = []
+    for p, text in zip(problems, texts, strict=True):
+        reward, malformed = answer_reward(text, p)
+        rows.append({"line": p.meta["line"], "prompt": p.prompt, "completion": text, "answer": p.answer,
+                     "reward": reward, "malformed": malformed})
     if predictions is not None:
         atomic_write_bytes(predictions, "".join(json.dumps(r) + "\n" for r in rows).encode())
     g = torch.Generator().manual_seed(seed)
