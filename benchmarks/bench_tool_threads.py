@@ -1,11 +1,14 @@
-"""The user commands' work at 1 and 2 torch threads: decides `llm-rl`'s and `lm`'s default count.
+"""The user commands' work at 1 and 2 torch threads: decides `llm-rl`'s, `lm`'s and `embodied`'s default count.
 
-    python benchmarks/bench_tool_threads.py [--reps 5]
+    python benchmarks/bench_tool_threads.py [--reps 5] [--only embodied]
 
 Times, on the default TinyGPT (d 128, 4 layers) and chain-arithmetic problems: an SFT step
 (batch 128, as in `llm-rl sft` and the `reval` experiment) and one RL iteration (16 prompts x
 8 samples: rollout, then a Dr. GRPO update; or ReVal's 4 replayed minibatches); and a
-training step of the hybrid LM at `lm train`'s defaults (size cpu, 8 x 256 bytes). Each
+training step of the hybrid LM at `lm train`'s defaults (size cpu, 8 x 256 bytes); for
+`embodied`: a behaviour-cloning step of the view policy (batch 64) and of the object policy
+(batch 256), a fitted-Q step of SuP's scheduler (batch 256) and the view policy acting in 64
+scenes for 40 control steps. Each
 figure is the median of ``reps`` timings after a warm-up; the ratio compares the two thread
 counts measured in the same run. Prints one JSON line per workload. (The other commands'
 areas have their own benchmarks: bench_imitation, bench_braking, bench_recsys, bench_med3d.)
@@ -20,6 +23,17 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from nanorepro.embodied.demos import make_demos  # noqa: E402
+from nanorepro.embodied.policy import ChunkPolicy, PolicyConfig, train_bc  # noqa: E402
+from nanorepro.embodied.sup import (  # noqa: E402
+    PolicyChunks,
+    SchedulerConfig,
+    execute,
+    fixed_rate,
+    random_rates,
+    train_scheduler,
+)
+from nanorepro.envs.tabletop import sample_task  # noqa: E402
 from nanorepro.llm_rl.loop import RLConfig, rl_train, train_lm  # noqa: E402
 from nanorepro.llm_rl.policy import CharTokenizer, TinyGPT, TinyGPTConfig  # noqa: E402
 from nanorepro.llm_rl.tasks import T1_ALPHABET, t1_reward, t1_sample  # noqa: E402
@@ -31,6 +45,7 @@ from timing import median_time  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--only", default="", help="Run the workloads whose name starts with this.")
     args = parser.parse_args()
     tok = CharTokenizer(T1_ALPHABET)
     problems = t1_sample(np.random.default_rng(0), 2000, "train", 3, 0.3)
@@ -54,10 +69,33 @@ def main() -> None:
         train(lm, stream, stream[:10_000], TrainConfig(steps=3, batch_size=8, seq_len=256, eval_every=1000,
                                                        eval_windows=1), seed=0)
 
-    for name, fn, per in (("llm_rl_sft_step_batch128", sft_steps, 5),
+    rng = np.random.default_rng(0)
+    demos = make_demos([sample_task("train", rng) for _ in range(64)], seed=0)
+    views, objects = ChunkPolicy(PolicyConfig()), ChunkPolicy(PolicyConfig(encoder="objects"))
+    scenes = [sample_task("train", rng) for _ in range(64)]
+    log = execute(lambda sim, h: PolicyChunks(views), scenes, 0, random_rates(0), max_steps=40, record=True,
+                  views=True)["rows"]
+    costs = rng.random((len(log["state"]), 4))
+
+    def bc_steps(policy, batch):
+        return lambda: train_bc(policy, demos, 5, batch)
+
+    def act_in_scenes():
+        execute(lambda sim, h: PolicyChunks(views), scenes, 0, fixed_rate(1), max_steps=40, views=True)
+
+    def q_steps():
+        train_scheduler(log, costs, 0.5, SchedulerConfig(dual_iterations=1, q_steps=20))
+
+    for name, fn, per in (("embodied_bc_step_views_batch64", bc_steps(views, 64), 5),
+                          ("embodied_bc_step_objects_batch256", bc_steps(objects, 256), 5),
+                          ("embodied_sup_fitted_q_step", q_steps, 20),
+                          ("embodied_act_64_scenes_40_steps", act_in_scenes, 1),
+                          ("llm_rl_sft_step_batch128", sft_steps, 5),
                           ("llm_rl_iteration_dr_grpo", rl_iteration("grpo"), 2),
                           ("llm_rl_iteration_reval", rl_iteration("reval"), 2),
                           ("lm_train_step_cpu_size", lm_steps, 3)):
+        if not name.startswith(args.only):
+            continue
         seconds = {}
         for threads in (1, 2):
             torch.set_num_threads(threads)

@@ -24,8 +24,10 @@ app = typer.Typer(
 
 # Torch threads of the user commands, measured on the idle 2-core CPU (2 threads / 1): llm-rl SFT step 1.67x,
 # RL iteration 1.49x (Dr. GRPO) and 1.68x (ReVal), lm train step 1.70x (bench_tool_threads.py); braking's SAC
-# update 0.98x (bench_braking.py), so its ensemble training decides (the reinvbc experiment runs on 2).
-BRAKING_THREADS, LM_THREADS, LLM_RL_THREADS = 2, 2, 2
+# update 0.98x (bench_braking.py), so its ensemble training decides (the reinvbc experiment runs on 2);
+# embodied: BC step 1.79x (views, batch 64) and 1.27x (objects, batch 256), SuP fitted-Q step 1.18x, acting in
+# 64 scenes 1.14x (bench_tool_threads.py --only embodied).
+BRAKING_THREADS, LM_THREADS, LLM_RL_THREADS, EMBODIED_THREADS = 2, 2, 2, 2
 
 RESULTS = typer.Option(Path("results"), "--results", help="Results store (results/NAME/PROFILE/seedS.json).")
 REPORTS = typer.Option(Path("reports"), "--reports", help="Where index.html, summary.md and plots/ are written.")
@@ -553,6 +555,116 @@ def imitation_evaluate(
     info = evaluate_policy(policy, env, episodes, seed, demos)
     score = "" if info["normalised"] is None else f"; normalised {info['normalised']:.3f}"
     typer.echo(f"{env}: return {info['return_mean']:.1f} +- {info['return_std']:.1f} over {episodes} episodes{score}")
+
+
+embodied_app = typer.Typer(no_args_is_help=True, help="Tabletop: demonstrations, a chunked policy, SuP's scheduler.")
+app.add_typer(embodied_app, name="embodied")
+embodied_app.callback()(_threads(EMBODIED_THREADS))
+GRASP_MAX_SPEED = typer.Option(0.15, "--grasp-max-speed", help="Table/s above which closing grasps nothing "
+                               "(SuP's suite; inf: the other experiments' suite).")
+FROZEN_POLICY = typer.Option(..., "--policy", help="A `train-policy` file, or 'scripted' (the demonstrator).")
+
+
+@embodied_app.command("make-demos")
+def embodied_make_demos(
+    out: Path = typer.Option(Path("demos.npz"), "--out", help="Demonstration file to write (.npz)."),
+    episodes: int = typer.Option(300, "--episodes", help="Tasks sampled, one scripted demonstration each."),
+    split: str = typer.Option("train", "--split", help="train | unseen | paraphrase | novel."),
+    horizon: int = typer.Option(8, "--horizon", help="Chunk length the policy will predict."),
+    view_size: int = typer.Option(32, "--view-size", help="Pixels per side of each camera view."),
+    grasp_max_speed: float = GRASP_MAX_SPEED,
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Plan and execute scripted demonstrations (two camera views, instruction, waypoints, casual/precise labels)."""
+    from nanorepro.embodied.tools import make_demo_file
+
+    info = make_demo_file(out, episodes, split, seed, horizon, grasp_max_speed, view_size)
+    typer.echo(f"{info['episodes']} demonstrations ({info['success']:.0%} solved), {info['steps']} steps -> {out}")
+
+
+@embodied_app.command("train-policy")
+def embodied_train_policy(
+    demos: Path = typer.Option(..., "--demos", help="Demonstrations (.npz from make-demos; docs/tabletop.md)."),
+    out: Path = typer.Option(Path("policy.safetensors"), "--out", help="Policy file to write."),
+    encoder: str = typer.Option("views", "--encoder", help="views | query_views | view_tokens | query_tokens | "
+                                "objects (reads the simulator's object poses: privileged)."),
+    steps: int = typer.Option(3000, "--steps"),
+    batch: int = typer.Option(64, "--batch"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    grad_clip: float | None = typer.Option(None, "--grad-clip", help="Clip the gradient norm to this."),
+    seed: int = typer.Option(0, "--seed"),
+    overrides: list[str] | None = typer.Option(None, "--set", help="PolicyConfig override key=value."),
+) -> None:
+    """Behaviour-clone a chunked policy on the demonstrations.
+
+    Interrupted? Run the same command again: it resumes from OUT.ckpt.safetensors.
+    """
+    from nanorepro.common.config import apply_overrides
+    from nanorepro.embodied.policy import PolicyConfig
+    from nanorepro.embodied.tools import BCConfig, train_policy
+
+    cfg = apply_overrides(PolicyConfig(encoder=encoder), overrides or [])
+    with ProgressBoard() as board:
+        info = train_policy(demos, out, cfg, BCConfig(steps, batch, lr, grad_clip), seed, board)
+    typer.echo(f"{info['demos']} demonstrations, {info['rows']} rows, {info['parameters']:,} parameters; final loss "
+               f"{info['final_loss']:.3f} -> {info['policy']} (curve: {info['plot']})")
+
+
+@embodied_app.command("sup")
+def embodied_sup(
+    policy: str = FROZEN_POLICY,
+    out: Path = typer.Option(Path("scheduler.safetensors"), "--out", help="Scheduler file to write."),
+    budgets: str = typer.Option("0.05,0.1,0.2,0.4,0.8", "--budgets", help="Cost budgets d, as fractions of the "
+                                "mean predicted k = 4 cost; the fastest within --tolerance on validation is kept."),
+    log_episodes: int = typer.Option(300, "--log-episodes", help="Logged episodes (random rate per chunk)."),
+    valid_episodes: int = typer.Option(100, "--valid-episodes", help="Episodes that choose the budget."),
+    tolerance: float = typer.Option(0.01, "--tolerance", help="Validation success drop allowed."),
+    wm_steps: int = typer.Option(2000, "--wm-steps", help="World-model training steps (at most)."),
+    grasp_max_speed: float = GRASP_MAX_SPEED,
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Learn SuP's per-chunk downsampling rate for a frozen policy, offline, from logged rollouts.
+
+    Interrupted? Run the same command again: it resumes from OUT.ckpt.safetensors.
+    """
+    from nanorepro.embodied.tools import SupToolConfig, fit_sup
+
+    try:
+        fractions = tuple(float(x) for x in budgets.split(","))
+    except ValueError:
+        raise UserError(f"bad --budgets {budgets!r}: expected comma-separated numbers") from None
+    cfg = SupToolConfig(budgets=fractions, log_episodes=log_episodes, valid_episodes=valid_episodes,
+                        tolerance=tolerance, wm_steps=wm_steps, grasp_max_speed=grasp_max_speed)
+    with ProgressBoard() as board:
+        info = fit_sup(policy, out, cfg, seed, board)
+    typer.echo(f"logged {info['logged_chunks']} chunks ({info['log_success']:.0%} of episodes solved); validation "
+               f"base success {info['valid_base_success']:.3f}")
+    for f, v in info["validation"].items():
+        speed = "n/a" if v["speedup"] is None else f"{v['speedup']:.2f}x"
+        typer.echo(f"  budget {f:<5g} success {v['success']:.3f}  speed-up {speed}")
+    note = "" if info["eligible"] else " (no budget kept the base success: the smallest is kept)"
+    typer.echo(f"budget {info['budget']:g}{note} -> {info['scheduler']}")
+
+
+@embodied_app.command("evaluate")
+def embodied_evaluate(
+    policy: str = FROZEN_POLICY,
+    scheduler: Path | None = typer.Option(None, "--scheduler", help="A scheduler file from `embodied sup`."),
+    rate: int | None = typer.Option(None, "--rate", help="A fixed downsampling rate instead (1-4)."),
+    episodes: int = typer.Option(300, "--episodes"),
+    split: str = typer.Option("train", "--split", help="train | unseen | paraphrase | novel."),
+    grasp_max_speed: float | None = typer.Option(None, "--grasp-max-speed", help="Default: the scheduler's "
+                                                 "suite, else 0.15 (SuP's)."),
+    seed: int = typer.Option(12345, "--seed", help="Scenes (keep it away from the seeds used for training)."),
+) -> None:
+    """The frozen policy at full rate and with a scheduler on the same scenes: success and speed-up."""
+    from nanorepro.embodied.tools import evaluate
+
+    info = evaluate(policy, episodes, split, seed, scheduler, rate, grasp_max_speed=grasp_max_speed)
+    speed = "n/a (no episode solved by both)" if info["speedup"] is None else f"{info['speedup']:.2f}x"
+    typer.echo(f"{episodes} {split} episodes: base success {info['base_success']:.3f}; {info['scheduler']} "
+               f"{info['success']:.3f} (difference {info['success_diff']:+.3f}, one-sided 95% lower bound "
+               f"{info['success_diff_lower95']:+.3f}); control steps per episode solved by both: speed-up {speed}")
 
 
 def _fail(message: str, code: int) -> None:

@@ -14,13 +14,14 @@ from nanorepro.embodied.sup import (
     fixed_rate,
     next_chunks,
     oracle_scheduler,
+    paired,
     random_rates,
     segment_oracle,
     train_scheduler,
     true_deviations,
     world_model_costs,
 )
-from nanorepro.embodied.sup_experiment import _dominated_share, paired
+from nanorepro.embodied.sup_experiment import _dominated_share
 from nanorepro.envs.tabletop import Tabletop, TabletopConfig, sample_task
 
 TASKS = [sample_task("train", np.random.default_rng(0)) for _ in range(6)]

@@ -5,6 +5,8 @@ A run killed half-way leaves either the old file or the new one, never half of o
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import os
@@ -65,3 +67,30 @@ def read_json(path: str | Path, what: str = "file") -> Any:
         raise UserError(f"{what} not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{what} {path} is not valid JSON: {exc}") from None
+
+
+def file_digest(path: str | Path) -> str:
+    """The first 16 hex digits of a file's SHA-256: what a resumable command's checkpoint is tied to."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def write_curve_png(out: str | Path, title: str, series: dict, xlabel: str, ylabel: str) -> Path:
+    """``<out>.curve.png``: one line per ``{label: (x, y)}`` of ``series`` (the user commands' learning curves)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for label, (x, y) in series.items():
+        ax.plot(x, y, "o-" if len(x) < 60 else "-", label=label, markersize=3)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return atomic_write_bytes(out.with_name(out.name + ".curve.png"), buffer.getvalue())

@@ -440,18 +440,30 @@ class Pool:
 
 def fit_policy(policy: ChunkPolicy, pools: list[Pool], steps: int, batch_size: int, lr: float,
                generator: torch.Generator, fractions: list[float] | None = None, cosine: bool = True,
-               weight_decay: float = 1e-4, grad_clip: float | None = None, on_step=None) -> list[float]:
+               weight_decay: float = 1e-4, grad_clip: float | None = None, on_step=None,
+               state: dict | None = None, save=None, save_every: int = 500) -> list[float]:
     """(Weighted) regression of the policy onto its pools' chunks: each batch draws ``fractions`` of its rows
-    from each pool (all from the first by default); AdamW, cosine-decayed when ``cosine``. Returns the losses."""
+    from each pool (all from the first by default); AdamW, cosine-decayed when ``cosine``. Returns the losses.
+
+    Resumable: every ``save_every`` steps the weights, optimiser, schedule, sampler and curve go into ``state``
+    and ``save()`` is called; given such a ``state``, training continues where it stopped, to the same weights.
+    """
     fractions = fractions or [1.0] + [0.0] * (len(pools) - 1)
     sizes = [round(f * batch_size) for f in fractions]
     sizes[0] += batch_size - sum(sizes)
     opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1)) if cosine else None
     weighted = any(p.weights is not None for p in pools)
+    curve, start = [], 0
+    if state and "step" in state:
+        policy.load_state_dict(state["policy"])
+        opt.load_state_dict(state["optimizer"])
+        if schedule is not None:
+            schedule.load_state_dict(state["schedule"])
+        generator.set_state(state["generator"])
+        curve, start = list(state["curve"]), state["step"]
     policy.train()
-    curve = []
-    for step in range(steps):
+    for step in range(start, steps):
         parts = [(pool, torch.randint(len(pool), (n,), generator=generator)) for pool, n in zip(pools, sizes,
                                                                                               strict=True) if n]
         obs = {k: torch.cat([pool.obs[k][idx] for pool, idx in parts]) for k in parts[0][0].obs}
@@ -469,17 +481,23 @@ def fit_policy(policy: ChunkPolicy, pools: list[Pool], steps: int, batch_size: i
         curve.append(loss.item())
         if on_step:
             on_step(step)
+        if save is not None and (step + 1) % save_every == 0 and step + 1 < steps:
+            state.update(step=step + 1, policy=policy.state_dict(), optimizer=opt.state_dict(), curve=curve,
+                         schedule=schedule.state_dict() if schedule is not None else None,
+                         generator=generator.get_state())
+            save()
     policy.eval()
     return curve
 
 
 def train_bc(policy: ChunkPolicy, data: dict[str, np.ndarray], steps: int, batch_size: int = 64, lr: float = 1e-3,
-             seed: int = 0, on_step=None, grad_clip: float | None = None) -> list[float]:
+             seed: int = 0, on_step=None, grad_clip: float | None = None, **resume) -> list[float]:
     """Behaviour cloning on demonstration arrays (``demos.load_demos`` format), AdamW with a cosine-decayed
-    learning rate (and gradient-norm clipping when ``grad_clip`` is set); returns the loss curve."""
+    learning rate (and gradient-norm clipping when ``grad_clip`` is set); returns the loss curve. ``resume``:
+    ``state``, ``save``, ``save_every`` of ``fit_policy``."""
     obs, targets = demo_tensors(data, policy.cfg.horizon)
     return fit_policy(policy, [Pool(obs, targets)], steps, batch_size, lr, torch.Generator().manual_seed(seed),
-                      grad_clip=grad_clip, on_step=on_step)
+                      grad_clip=grad_clip, on_step=on_step, **resume)
 
 
 def rollout(policy: ChunkPolicy, tasks: list[Task], seed: int, max_steps: int = 300,

@@ -24,9 +24,10 @@ import torch
 from torch import nn
 
 from nanorepro.embodied.demos import chunked, plan
-from nanorepro.embodied.world_model import N_TOKENS
+from nanorepro.embodied.world_model import N_TOKENS, StateWorldModel, WorldModelConfig
 from nanorepro.envs.tabletop import MAX_WORDS, Tabletop, TabletopConfig, Task
 from nanorepro.nn.mlp import mlp
+from nanorepro.rl.ensemble import EnsembleConfig
 
 RATES = (1, 2, 3, 4)
 # The deviation is measured on the task state: gripper x, y, grip and every object's entries — not the
@@ -173,7 +174,7 @@ class PolicyChunks:
         self.policy = policy.eval()
 
     def chunks(self, obs: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
-        chunk = self.policy.act({k: obs[k][rows] for k in ("state", "head", "wrist", "instruction")})
+        chunk = self.policy.act({k: obs[k][rows] for k in ("state", "head", "wrist", "instruction") if k in obs})
         chunk[..., 2] = chunk[..., 2] > 0.5
         return chunk
 
@@ -319,6 +320,33 @@ def next_chunks(rows: dict[str, np.ndarray]) -> np.ndarray:
     has = rows["following"] >= 0
     out[has] = rows["chunk"][rows["following"][has]]
     return out
+
+
+def fit_world_model(rows: dict[str, np.ndarray], success: np.ndarray, horizon: int, max_steps: int,
+                    seed: int) -> tuple[StateWorldModel, dict]:
+    """The chunk world model fitted on logged rows (hold-padded executed chunks), 10% held out for early stopping."""
+    chunk = torch.as_tensor(rows["chunk"])
+    executed = torch.stack([hold_padded(chunk[i:i + 1], int(k))[0] for i, k in enumerate(rows["rate"])])
+    solved = success[rows["episode"]] & (rows["following"] < 0)
+    data = {"state": torch.as_tensor(rows["state"]), "instruction": torch.as_tensor(rows["instruction"]),
+            "chunk": executed, "delta": torch.as_tensor(rows["next_state"] - rows["state"]),
+            "solved": torch.as_tensor(solved).float()}
+    perm = torch.randperm(len(chunk), generator=torch.Generator().manual_seed(seed))
+    cut = len(perm) // 10
+    wm = StateWorldModel(rows["state"].shape[1], horizon, WorldModelConfig(ensemble=EnsembleConfig(
+        members=5, elites=5, hidden=256, layers=3, max_steps=max_steps, eval_every=250)))
+    info = wm.fit({k: v[perm[cut:]] for k, v in data.items()}, {k: v[perm[:cut]] for k, v in data.items()}, seed)
+    return wm, info
+
+
+def price_logged_chunks(rows: dict[str, np.ndarray], success: np.ndarray, horizon: int, wm_steps: int,
+                        seed: int) -> tuple[StateWorldModel, np.ndarray, float, dict]:
+    """Step 2 of the offline pipeline: fit the world model on logged rows and price every chunk at every rate,
+    rolled one chunk further with the logged next chunk (``world_model_costs``). Returns the world model, the
+    costs (n, len(RATES)), their scale (the mean k = 4 cost: budgets are fractions of it) and the fit's info."""
+    wm, info = fit_world_model(rows, success, horizon, wm_steps, seed)
+    costs = world_model_costs(wm, rows["state"], rows["instruction"], rows["chunk"], next_chunks(rows))
+    return wm, costs, float(costs[:, -1].mean()), info
 
 
 @dataclass(frozen=True)
@@ -472,3 +500,16 @@ def random_rates(seed: int):
         return rng.choice(RATES, size=len(state))
 
     return choose
+
+
+def paired(base: dict, method: dict) -> dict:
+    """Success, speed-up on episodes both solve, and the one-sided 95% lower bound of the success difference."""
+    both = base["success"] & method["success"]
+    diff = method["success"].astype(float) - base["success"].astype(float)
+    n = len(diff)
+    lower = diff.mean() - 1.645 * diff.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
+    speedup = float(base["steps"][both].mean() / method["steps"][both].mean()) if both.any() else None
+    return {"success": float(method["success"].mean()), "base_success": float(base["success"].mean()),
+            "success_diff": float(diff.mean()), "success_diff_lower95": float(lower), "speedup": speedup,
+            "steps": float(method["steps"][method["success"]].mean()) if method["success"].any() else None,
+            "episodes": n}

@@ -42,17 +42,16 @@ from nanorepro.embodied.sup import (
     entropy_scheduler,
     execute,
     fixed_rate,
-    hold_padded,
     next_chunks,
     oracle_scheduler,
+    paired,
+    price_logged_chunks,
     random_rates,
     segment_oracle,
     train_scheduler,
     world_model_costs,
 )
-from nanorepro.embodied.world_model import StateWorldModel, WorldModelConfig
 from nanorepro.envs.tabletop import TabletopConfig, sample_task
-from nanorepro.rl.ensemble import EnsembleConfig
 
 
 @dataclass(frozen=True)
@@ -80,35 +79,6 @@ class SupExperimentConfig:
     bc_test_episodes: int = 300
 
 
-def paired(base: dict, method: dict) -> dict:
-    """Success, speed-up on episodes both solve, and the one-sided 95% lower bound of the success difference."""
-    both = base["success"] & method["success"]
-    diff = method["success"].astype(float) - base["success"].astype(float)
-    n = len(diff)
-    lower = diff.mean() - 1.645 * diff.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
-    speedup = float(base["steps"][both].mean() / method["steps"][both].mean()) if both.any() else None
-    return {"success": float(method["success"].mean()), "base_success": float(base["success"].mean()),
-            "success_diff": float(diff.mean()), "success_diff_lower95": float(lower), "speedup": speedup,
-            "steps": float(method["steps"][method["success"]].mean()) if method["success"].any() else None,
-            "episodes": n}
-
-
-def _world_model(rows: dict, success: np.ndarray, cfg: SupExperimentConfig, seed: int) -> tuple:
-    """The chunk world model fitted on logged rows (hold-padded executed chunks), 10% held out."""
-    chunk = torch.as_tensor(rows["chunk"])
-    executed = torch.stack([hold_padded(chunk[i:i + 1], int(k))[0] for i, k in enumerate(rows["rate"])])
-    solved = success[rows["episode"]] & (rows["following"] < 0)
-    data = {"state": torch.as_tensor(rows["state"]), "instruction": torch.as_tensor(rows["instruction"]),
-            "chunk": executed, "delta": torch.as_tensor(rows["next_state"] - rows["state"]),
-            "solved": torch.as_tensor(solved).float()}
-    perm = torch.randperm(len(chunk), generator=torch.Generator().manual_seed(seed))
-    cut = len(perm) // 10
-    wm = StateWorldModel(rows["state"].shape[1], cfg.horizon, WorldModelConfig(ensemble=EnsembleConfig(
-        members=5, elites=5, hidden=256, layers=3, max_steps=cfg.wm_steps, eval_every=250)))
-    info = wm.fit({k: v[perm[cut:]] for k, v in data.items()}, {k: v[perm[:cut]] for k, v in data.items()}, seed)
-    return wm, info
-
-
 def sup_run(cfg: SupExperimentConfig, ctx: RunContext) -> Metrics:
     state = ctx.load_checkpoint() or {}
     results = state.setdefault("results", {})
@@ -126,9 +96,7 @@ def sup_run(cfg: SupExperimentConfig, ctx: RunContext) -> Metrics:
         """Logged rollouts -> world model -> costs -> one scheduler per budget (no simulator after logging)."""
         log = execute(frozen, tasks, seed, random_rates(seed), record=True, views=views, **run)
         rows = log["rows"]
-        wm, wm_info = _world_model(rows, log["success"], cfg, seed)
-        costs = world_model_costs(wm, rows["state"], rows["instruction"], rows["chunk"], next_chunks(rows))
-        scale = float(costs[:, -1].mean())
+        wm, costs, scale, wm_info = price_logged_chunks(rows, log["success"], cfg.horizon, cfg.wm_steps, seed)
         schedulers = {f: train_scheduler(rows, costs / scale, f, sched_cfg, seed) for f in cfg.budgets}
         return log, rows, wm, scale, schedulers, wm_info
 

@@ -20,7 +20,6 @@ action box, the learner, the env id and the learning curve. Next to it, ``<out>.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import numpy as np
 from nanorepro.common.checkpoint import load_checkpoint, load_owned_checkpoint, save_checkpoint
 from nanorepro.common.config import apply_overrides
 from nanorepro.common.errors import UserError
-from nanorepro.common.io import atomic_write_bytes
+from nanorepro.common.io import atomic_write_bytes, file_digest
 from nanorepro.imitation.demos import Demos, load_demos
 from nanorepro.imitation.learners import LEARNERS, ImitationConfig, make_learner
 from nanorepro.imitation.mujoco_experiment import DEFAULT_SETTINGS, MujocoILConfig, normalise
@@ -44,10 +43,6 @@ def learner_config(env: str, overrides: list[str] | tuple[str, ...] = ()) -> Imi
     known = {s.env: s for s in DEFAULT_SETTINGS}
     base = MujocoILConfig().learner_config(known[env]) if env in known else ImitationConfig()
     return apply_overrides(base, list(overrides))
-
-
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def normalised_return(ret: float, demos_meta: dict) -> float | None:
@@ -77,7 +72,7 @@ def train(env: str, demos_path: Path, learner: str, out: Path, cfg: ImitationCon
     fitter = make_learner(learner, cfg)
     ckpt = out.with_name(out.name + ".ckpt.safetensors")
     owner = {"env_id": env, "learner": learner, "config": dataclasses.asdict(cfg),
-             "budget": dataclasses.asdict(budget), "seed": seed, "demos": _file_digest(demos_path)}
+             "budget": dataclasses.asdict(budget), "seed": seed, "demos": file_digest(demos_path)}
     kwargs: dict = {}
     if hasattr(fitter, "training_state"):  # online learners checkpoint; BC never steps the env
         saved = load_owned_checkpoint(ckpt, owner, board.log)

@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import io
 import json
 from functools import partial
 from pathlib import Path
@@ -46,7 +44,7 @@ from torch import nn
 
 from nanorepro.common.checkpoint import load_checkpoint, load_owned_checkpoint, save_checkpoint
 from nanorepro.common.errors import UserError
-from nanorepro.common.io import atomic_write_bytes
+from nanorepro.common.io import atomic_write_bytes, file_digest, write_curve_png
 from nanorepro.llm_rl.grpo import GRPOConfig
 from nanorepro.llm_rl.loop import RLConfig, accuracy, rl_train, sft_optimizer, thinking_mask, train_lm
 from nanorepro.llm_rl.policy import ByteTokenizer, CharTokenizer, HybridPolicy, TinyGPT, TinyGPTConfig, sample
@@ -110,10 +108,6 @@ def _check_alphabet(problems: list[Problem], tok: CharTokenizer | ByteTokenizer,
         if unknown:
             raise UserError(f"{path} line {p.meta['line']}: character(s) {''.join(sorted(unknown))!r} are not in "
                             f"the policy's alphabet (the characters of the data it was trained on)")
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def spread(problems: list[Problem], n: int) -> list[Problem]:
@@ -200,8 +194,8 @@ def sft(data: Path, out: Path, cfg: SFTConfig, seed: int, board, init: Path | No
     elif isinstance(model, TinyGPT) and need > model.config.max_len:
         raise UserError(f"{init} holds {model.config.max_len} tokens; a prompt and {max_new} new tokens need {need}")
     ckpt = out.with_name(out.name + ".ckpt.safetensors")
-    owner = {"sft": dataclasses.asdict(cfg), "seed": seed, "data": _digest(data),
-             "init": _digest(init) if init is not None else None}
+    owner = {"sft": dataclasses.asdict(cfg), "seed": seed, "data": file_digest(data),
+             "init": file_digest(init) if init is not None else None}
     saved = load_owned_checkpoint(ckpt, owner, board.log)
     losses: list[float] = []
     done = 0
@@ -233,7 +227,7 @@ def sft(data: Path, out: Path, cfg: SFTConfig, seed: int, board, init: Path | No
                                   "greedy_accuracy_on_data": greedy}]  # on <= 500 problems
     _write_policy(out, model, tok, max_new, history, base)
     ckpt.unlink(missing_ok=True)
-    plot = _write_plot(out, "SFT", {"training loss": (np.arange(1, len(losses) + 1), np.array(losses))},
+    plot = write_curve_png(out, "SFT", {"training loss": (np.arange(1, len(losses) + 1), np.array(losses))},
                        "step", "cross-entropy of the completion")
     correct = float(np.mean([answer_reward(p.gold, p)[0] for p in problems]))
     return {"policy": str(out), "plot": str(plot), "problems": len(problems), "references_correct": correct,
@@ -302,8 +296,8 @@ def train(policy_path: Path, data: Path, out: Path, cfg: RLToolConfig, seed: int
         raise UserError(f"--method start trains the thinking first, and no reference completion in {data} has one "
                         f"(<...> before the answer)")
     ckpt = out.with_name(out.name + ".ckpt.safetensors")
-    owner = {"rl": dataclasses.asdict(cfg), "seed": seed, "policy": _digest(policy_path), "data": _digest(data),
-             "eval": _digest(eval_data) if eval_data is not None else None}
+    owner = {"rl": dataclasses.asdict(cfg), "seed": seed, "policy": file_digest(policy_path), "data": file_digest(data),
+             "eval": file_digest(eval_data) if eval_data is not None else None}
     saved = load_owned_checkpoint(ckpt, owner, board.log) or {**owner, "curves": []}
     phases = cfg.phases()
     bar = board.task(f"{cfg.method} on {data}", cfg.iterations)
@@ -339,7 +333,7 @@ def train(policy_path: Path, data: Path, out: Path, cfg: RLToolConfig, seed: int
     ckpt.unlink(missing_ok=True)
     series = {f"{name} split": (np.array([p["samples"] for p in curve]), np.array([p[f"acc_{name}"] for p in curve]))
               for name in evals}
-    plot = _write_plot(out, f"{cfg.method} from {policy_path.name}", series, "generated samples",
+    plot = write_curve_png(out, f"{cfg.method} from {policy_path.name}", series, "generated samples",
                        f"sampled accuracy ({cfg.eval_samples} per problem)")
     return {"policy": str(out), "plot": str(plot), "samples": curve[-1]["samples"],
             **{f"{name}_before": curve[0][f"acc_{name}"] for name in evals},
@@ -436,26 +430,6 @@ def _write_policy(out: Path, model: nn.Module, tok, max_new: int, history: list[
     save_checkpoint(out, {"format": POLICY_FORMAT, "alphabet": tok.alphabet,
                           "config": dataclasses.asdict(model.config), "max_new": max_new,
                           "weights": model.state_dict(), "history": history})
-
-
-def _write_plot(out: Path, title: str, series: dict, xlabel: str, ylabel: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    for label, (x, y) in series.items():
-        ax.plot(x, y, "o-" if len(x) < 60 else "-", label=label, markersize=3)
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return atomic_write_bytes(out.with_name(out.name + ".curve.png"), buffer.getvalue())
 
 
 __all__ = ["answer_reward", "load_problems", "write_chain_arithmetic", "sft", "train", "evaluate", "load_policy",

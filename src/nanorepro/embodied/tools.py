@@ -1,0 +1,281 @@
+"""The practitioner's path on the Tabletop suite: demonstrations, a chunked policy, and SuP's scheduler.
+
+    nanorepro embodied make-demos --out demos.npz --episodes 300
+    nanorepro embodied train-policy --demos demos.npz --out policy.safetensors --encoder objects
+    nanorepro embodied sup --policy policy.safetensors --out scheduler.safetensors      # or --policy scripted
+    nanorepro embodied evaluate --policy policy.safetensors --scheduler scheduler.safetensors
+
+``sup`` is SuP's offline pipeline (``embodied.sup``; the ``sup`` experiment runs the same
+steps): log rollouts of the frozen policy with a random rate per chunk, fit the chunk world
+model on the log, price every logged chunk at every rate, and solve the Lagrangian CMDP
+(fitted-Q with dual ascent on lambda) for each budget d; the budget kept is the fastest
+whose success on validation episodes stays within ``tolerance`` of the base policy's. The
+frozen policy is a ``train-policy`` file or ``scripted`` (the demonstrator's open-loop plan).
+``evaluate`` runs the base policy (k = 1) and the scheduler (or a fixed rate) on the same
+scenes: success, control steps, the speed-up on the episodes both solve and the one-sided
+95% lower bound of the success difference.
+
+The suite defaults to SuP's (a grasp closing faster than 0.15 table/s grasps nothing), so
+that speed can cost success; ``grasp_max_speed=inf`` is the suite of the other experiments.
+Files are nanorepro checkpoints (safetensors; no pickle). ``train-policy`` and ``sup`` resume
+from ``<out>.ckpt.safetensors`` when the same command is run again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nanorepro.common.checkpoint import load_checkpoint, load_owned_checkpoint, save_checkpoint
+from nanorepro.common.errors import UserError
+from nanorepro.common.io import file_digest, write_curve_png
+from nanorepro.common.seeding import rng_stream, seed_everything
+from nanorepro.embodied.demos import load_demos, make_demos, save_demos
+from nanorepro.embodied.policy import ENCODERS, ChunkPolicy, PolicyConfig, train_bc
+from nanorepro.embodied.sup import (
+    RATES,
+    PolicyChunks,
+    RateQ,
+    SchedulerConfig,
+    ScriptedChunks,
+    TrainedScheduler,
+    execute,
+    fixed_rate,
+    paired,
+    price_logged_chunks,
+    random_rates,
+    train_scheduler,
+)
+from nanorepro.envs.tabletop import TabletopConfig, sample_task
+
+POLICY_FORMAT = "nanorepro.embodied.policy/1"
+SCHEDULER_FORMAT = "nanorepro.embodied.sup_scheduler/1"
+SCRIPTED = "scripted"
+SUP_GRASP_MAX_SPEED = 0.15   # table/s: the sup experiment's suite
+
+
+def suite(grasp_max_speed: float = SUP_GRASP_MAX_SPEED, view_size: int = 32) -> TabletopConfig:
+    cfg = TabletopConfig(view_size=view_size, grasp_max_speed=grasp_max_speed)
+    cfg.validate()
+    return cfg
+
+
+def tasks_of(split: str, n: int, seed: int) -> list:
+    """``n`` tasks of ``split``; with the same ``seed`` for ``execute``, the scenes are fixed by ``seed``."""
+    if n < 1:
+        raise UserError(f"need at least one episode, got {n}")
+    rng = np.random.default_rng(seed)
+    return [sample_task(split, rng) for _ in range(n)]
+
+
+def scene_seed(seed: int, purpose: str) -> int:
+    """An independent scene seed per purpose ("log", "validation"), so that ``sup`` never logs or validates on
+    the scenes ``make-demos --seed`` demonstrated."""
+    return int(rng_stream(seed, "embodied", purpose).integers(2**31))
+
+
+# --------------------------------------------------------------------------- demonstrations and a chunked policy
+
+def make_demo_file(out: Path, episodes: int, split: str, seed: int, horizon: int = 8,
+                   grasp_max_speed: float = SUP_GRASP_MAX_SPEED, view_size: int = 32) -> dict:
+    """One scripted demonstration per sampled task of ``split``, written in ``demos``' file format."""
+    if horizon < 1:
+        raise UserError(f"--horizon must be at least 1, got {horizon}")
+    data = make_demos(tasks_of(split, episodes, seed), seed, horizon, suite(grasp_max_speed, view_size))
+    save_demos(out, data)
+    return {"episodes": episodes, "steps": len(data["state"]), "success": float(data["success"].mean())}
+
+
+@dataclass(frozen=True)
+class BCConfig:
+    steps: int = 3000
+    batch: int = 64
+    lr: float = 1e-3
+    grad_clip: float | None = None
+
+
+def train_policy(demos_path: Path, out: Path, policy_cfg: PolicyConfig, bc: BCConfig, seed: int, board) -> dict:
+    """Behaviour cloning of a ``ChunkPolicy`` on the demonstrations (the chunk length and view size are the
+    file's); resumable through ``<out>.ckpt.safetensors`` (saved every 250 steps)."""
+    if policy_cfg.encoder not in ENCODERS:
+        raise UserError(f"unknown encoder '{policy_cfg.encoder}' (choose from {', '.join(ENCODERS)})")
+    if bc.steps < 1 or bc.batch < 1:
+        raise UserError("--steps and --batch must be at least 1")
+    data = load_demos(demos_path)
+    cfg = dataclasses.replace(policy_cfg, horizon=int(data["chunk"]), view_size=int(data["head"].shape[1]))
+    ckpt = out.with_name(out.name + ".ckpt.safetensors")
+    owner = {"policy_config": dataclasses.asdict(cfg), "bc": dataclasses.asdict(bc), "seed": seed,
+             "demos": file_digest(demos_path)}
+    state = load_owned_checkpoint(ckpt, owner, board.log) or dict(owner)
+    if "step" in state:
+        board.log(f"resuming from {ckpt} at step {state['step']}")
+    seed_everything(seed)
+    policy = ChunkPolicy(cfg)
+    bar = board.task(f"behaviour cloning ({cfg.encoder})", total=bc.steps - state.get("step", 0))
+    curve = train_bc(policy, data, bc.steps, bc.batch, bc.lr, seed, on_step=lambda _s: bar.advance(1),
+                     grad_clip=bc.grad_clip, state=state, save=lambda: save_checkpoint(ckpt, state), save_every=250)
+    bar.finish()
+    save_checkpoint(out, {"format": POLICY_FORMAT, "config": dataclasses.asdict(cfg), "weights": policy.state_dict(),
+                          "bc": dataclasses.asdict(bc), "seed": seed, "curve": curve})
+    ckpt.unlink(missing_ok=True)
+    plot = write_curve_png(out, f"behaviour cloning ({cfg.encoder}) on {demos_path.name}",
+                           {"training loss": (np.arange(1, len(curve) + 1), np.array(curve))}, "step", "loss")
+    return {"policy": str(out), "plot": str(plot), "demos": int(len(data["success"])), "rows": len(data["state"]),
+            "final_loss": float(np.mean(curve[-50:])), "parameters": sum(p.numel() for p in policy.parameters())}
+
+
+def load_policy(path: Path) -> ChunkPolicy:
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or state.get("format") != POLICY_FORMAT:
+        raise UserError(f"{path} is not a nanorepro Tabletop policy (format {POLICY_FORMAT})")
+    policy = ChunkPolicy(PolicyConfig(**state["config"]))
+    policy.load_state_dict(state["weights"])
+    return policy.eval().requires_grad_(False)
+
+
+def frozen_policy(spec: str | Path, horizon: int = 8):
+    """(factory for ``sup.execute``, its chunk length, whether it reads the cameras, view size) of
+    ``scripted`` or a ``train-policy`` file."""
+    if str(spec) == SCRIPTED:
+        return ScriptedChunks, horizon, False, 32
+    path = Path(spec)
+    if not path.exists():
+        raise UserError(f"policy file not found: {path} (or pass '{SCRIPTED}' for the demonstrator)")
+    policy = load_policy(path)
+
+    def factory(sim, horizon):
+        return PolicyChunks(policy)
+
+    return factory, policy.cfg.horizon, policy.cfg.encoder != "objects", policy.cfg.view_size
+
+
+# --------------------------------------------------------------------------- SuP's scheduler, offline
+
+@dataclass(frozen=True)
+class SupToolConfig:
+    budgets: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.8)  # fractions of the mean predicted k = 4 cost
+    log_episodes: int = 300
+    valid_episodes: int = 100
+    tolerance: float = 0.01        # validation success may drop this much below the base policy's
+    wm_steps: int = 2000
+    dual_iterations: int = 12
+    q_steps: int = 400
+    max_steps: int = 300
+    grasp_max_speed: float = SUP_GRASP_MAX_SPEED
+
+
+def _scheduler_state(s: TrainedScheduler) -> dict:
+    return {"q": s.q.state_dict(), "mean": s.mean, "std": s.std, "lam": s.lam, "cost": s.cost, "lambdas": s.lambdas}
+
+
+def _scheduler_from(state: dict, in_dim: int, hidden: int) -> TrainedScheduler:
+    q = RateQ(in_dim, hidden)
+    q.load_state_dict(state["q"])
+    return TrainedScheduler(q.eval(), state["mean"], state["std"], state["lam"], state["cost"], state["lambdas"])
+
+
+def _as_tensors(rows: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.as_tensor(np.ascontiguousarray(v)) for k, v in rows.items()}
+
+
+def fit_sup(policy_spec: str | Path, out: Path, cfg: SupToolConfig, seed: int, board) -> dict:
+    """SuP for one frozen policy: log -> world-model costs -> one scheduler per budget -> the budget chosen on
+    validation episodes -> ``out``. Resumable at each stage through ``<out>.ckpt.safetensors``."""
+    if not cfg.budgets or min(cfg.budgets) <= 0:
+        raise UserError(f"budgets must be positive fractions of the mean k = 4 cost, got {cfg.budgets}")
+    if cfg.log_episodes < 2 or cfg.valid_episodes < 1:
+        raise UserError("need at least 2 logged and 1 validation episode")
+    factory, horizon, views, view_size = frozen_policy(policy_spec)
+    run = dict(max_steps=cfg.max_steps, horizon=horizon, config=suite(cfg.grasp_max_speed, view_size))
+    sched_cfg = SchedulerConfig(dual_iterations=cfg.dual_iterations, q_steps=cfg.q_steps)
+    ckpt = out.with_name(out.name + ".ckpt.safetensors")
+    owner = {"sup": dataclasses.asdict(cfg), "seed": seed,
+             "policy": SCRIPTED if str(policy_spec) == SCRIPTED else file_digest(policy_spec)}
+    state = load_owned_checkpoint(ckpt, owner, board.log) or dict(owner)
+    if "rows" in state:
+        board.log(f"resuming from {ckpt}")
+    bar = board.task("sup: log, price, schedulers, validation", total=3 + len(cfg.budgets))
+    if "rows" not in state:   # 1. logged rollouts (the only simulator calls the scheduler's training sees)
+        seed_everything(seed)
+        log_seed = scene_seed(seed, "log")
+        log = execute(factory, tasks_of("train", cfg.log_episodes, log_seed), log_seed, random_rates(seed),
+                      record=True, views=views, **run)
+        rows = log["rows"]
+        _, costs, scale, wm_info = price_logged_chunks(rows, log["success"], horizon, cfg.wm_steps, seed)  # 2.
+        state.update(rows=_as_tensors(rows), costs=torch.as_tensor(costs), scale=scale,
+                     log_success=float(log["success"].mean()), wm_valid_error=wm_info["best_val_error"],
+                     schedulers={})
+        save_checkpoint(ckpt, state)
+    bar.advance(2)
+    rows = {k: v.numpy() for k, v in state["rows"].items()}
+    costs, scale = state["costs"].numpy(), state["scale"]
+    in_dim, trained = rows["state"].shape[1] + horizon * 3, {}
+    for f in cfg.budgets:   # 3. the Lagrangian CMDP at each budget, offline
+        key = f"{f:g}"
+        if key not in state["schedulers"]:
+            state["schedulers"][key] = _scheduler_state(train_scheduler(rows, costs / scale, f, sched_cfg, seed))
+            save_checkpoint(ckpt, state)
+        trained[f] = _scheduler_from(state["schedulers"][key], in_dim, sched_cfg.hidden)
+        bar.advance(1)
+    valid_seed = scene_seed(seed, "validation")   # 4. validation
+    valid_tasks = tasks_of("train", cfg.valid_episodes, valid_seed)
+    base = execute(factory, valid_tasks, valid_seed, fixed_rate(1), views=views, **run)
+    valid = {f: paired(base, execute(factory, valid_tasks, valid_seed, s, views=views, **run))
+             for f, s in trained.items()}
+    eligible = [f for f, v in valid.items() if v["success"] >= v["base_success"] - cfg.tolerance]
+    chosen = max(eligible, key=lambda f: valid[f]["speedup"] or 0.0) if eligible else min(cfg.budgets)
+    bar.advance(1)
+    bar.finish()
+    save_checkpoint(out, {
+        "format": SCHEDULER_FORMAT, "policy": owner["policy"], "horizon": horizon, "rates": list(RATES),
+        "hidden": sched_cfg.hidden, "in_dim": in_dim, "budget": chosen, "scale": scale,
+        "grasp_max_speed": cfg.grasp_max_speed, "scheduler": state["schedulers"][f"{chosen:g}"],
+        "validation": {f"{f:g}": v for f, v in valid.items()}, "sup": dataclasses.asdict(cfg), "seed": seed,
+    })
+    ckpt.unlink(missing_ok=True)
+    return {"scheduler": str(out), "budget": chosen, "eligible": bool(eligible), "validation": valid,
+            "log_success": state["log_success"], "logged_chunks": len(rows["state"]),
+            "wm_valid_error": state["wm_valid_error"], "valid_base_success": float(base["success"].mean())}
+
+
+def load_scheduler(path: Path) -> tuple[TrainedScheduler, dict]:
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or state.get("format") != SCHEDULER_FORMAT:
+        raise UserError(f"{path} is not a nanorepro SuP scheduler (format {SCHEDULER_FORMAT})")
+    if tuple(state["rates"]) != RATES:
+        raise UserError(f"{path} chooses among rates {state['rates']}; this version has {list(RATES)}")
+    return _scheduler_from(state["scheduler"], state["in_dim"], state["hidden"]), state
+
+
+def evaluate(policy_spec: str | Path, episodes: int, split: str, seed: int, scheduler_path: Path | None = None,
+             rate: int | None = None, max_steps: int = 300, grasp_max_speed: float | None = None) -> dict:
+    """The frozen policy at full rate and with the scheduler (or a fixed ``rate``) on the same scenes."""
+    if (scheduler_path is None) == (rate is None):
+        raise UserError("give exactly one of --scheduler and --rate")
+    if rate is not None and rate not in RATES:
+        raise UserError(f"--rate must be one of {', '.join(map(str, RATES))}, got {rate}")
+    factory, horizon, views, view_size = frozen_policy(policy_spec)
+    if scheduler_path is not None:
+        scheduler, saved = load_scheduler(scheduler_path)
+        if saved["horizon"] != horizon:
+            raise UserError(f"{scheduler_path} schedules chunks of {saved['horizon']} waypoints; the policy's have "
+                            f"{horizon}")
+        grasp_max_speed = saved["grasp_max_speed"] if grasp_max_speed is None else grasp_max_speed
+        name = f"SuP (budget {saved['budget']:g})"
+    else:
+        scheduler, name = fixed_rate(rate), f"fixed k = {rate}"
+    run = dict(max_steps=max_steps, horizon=horizon, views=views,
+               config=suite(SUP_GRASP_MAX_SPEED if grasp_max_speed is None else grasp_max_speed, view_size))
+    tasks = tasks_of(split, episodes, seed)
+    base = execute(factory, tasks, seed, fixed_rate(1), **run)
+    outcome = paired(base, execute(factory, tasks, seed, scheduler, **run))
+    outcome["base_steps"] = float(base["steps"][base["success"]].mean()) if base["success"].any() else None
+    return {"scheduler": name, **outcome}
+
+
+__all__ = ["make_demo_file", "train_policy", "load_policy", "fit_sup", "load_scheduler", "evaluate", "BCConfig",
+           "SupToolConfig", "POLICY_FORMAT", "SCHEDULER_FORMAT", "SCRIPTED"]
