@@ -622,19 +622,23 @@ def embodied_sup(
     wm_steps: int = typer.Option(2000, "--wm-steps", help="World-model training steps (at most)."),
     grasp_max_speed: float = GRASP_MAX_SPEED,
     seed: int = typer.Option(0, "--seed"),
+    overrides: list[str] | None = typer.Option(None, "--set", help="SupToolConfig override key=value "
+                                               "(e.g. dual_iterations, q_steps, max_steps)."),
 ) -> None:
     """Learn SuP's per-chunk downsampling rate for a frozen policy, offline, from logged rollouts.
 
     Interrupted? Run the same command again: it resumes from OUT.ckpt.safetensors.
     """
+    from nanorepro.common.config import apply_overrides
     from nanorepro.embodied.tools import SupToolConfig, fit_sup
 
     try:
         fractions = tuple(float(x) for x in budgets.split(","))
     except ValueError:
         raise UserError(f"bad --budgets {budgets!r}: expected comma-separated numbers") from None
-    cfg = SupToolConfig(budgets=fractions, log_episodes=log_episodes, valid_episodes=valid_episodes,
-                        tolerance=tolerance, wm_steps=wm_steps, grasp_max_speed=grasp_max_speed)
+    cfg = apply_overrides(SupToolConfig(budgets=fractions, log_episodes=log_episodes, valid_episodes=valid_episodes,
+                                        tolerance=tolerance, wm_steps=wm_steps, grasp_max_speed=grasp_max_speed),
+                          overrides or [])
     with ProgressBoard() as board:
         info = fit_sup(policy, out, cfg, seed, board)
     typer.echo(f"logged {info['logged_chunks']} chunks ({info['log_success']:.0%} of episodes solved); validation "

@@ -45,6 +45,20 @@ def test_make_demos_train_policy_and_evaluate_from_the_shell(cli, demos, tmp_pat
     assert "fixed k = 3" in out and "2 unseen episodes" in out
 
 
+def test_sup_from_the_shell_writes_a_scheduler_that_evaluate_reads(cli, tmp_path):
+    scheduler = tmp_path / "scheduler.safetensors"
+    code, out, err = cli("embodied", "sup", "--policy", "scripted", "--out", scheduler, "--budgets", "0.1,0.8",
+                         "--log-episodes", 4, "--valid-episodes", 2, "--wm-steps", 3, "--set", "dual_iterations=2",
+                         "--set", "q_steps=3", "--set", "max_steps=40")
+    assert code == 0, err
+    assert "budget 0.1 " in out and "budget 0.8 " in out and scheduler.exists()
+    code, out, err = cli("embodied", "evaluate", "--policy", "scripted", "--scheduler", scheduler, "--episodes", 2)
+    assert code == 0, err
+    assert "SuP (budget" in out
+    code, _, err = cli("embodied", "sup", "--policy", "scripted", "--set", "q_step=3")
+    assert code == 2 and "q_step" in err
+
+
 def test_rate_one_is_the_base_policy_exactly():
     """Same scenes, same policy, k = 1 on both sides: no difference at all (the pairing is exact)."""
     info = tools.evaluate(tools.SCRIPTED, episodes=6, split="train", seed=3, rate=1, max_steps=120)
