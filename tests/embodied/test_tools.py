@@ -153,6 +153,10 @@ def test_bad_input_is_one_line_and_exit_2(cli, demos, tmp_path):
     assert code == 2 and "policy file not found" in err
     code, _, err = cli("embodied", "evaluate", "--policy", junk, "--rate", 2)
     assert code == 2 and "cannot read checkpoint" in err
+    other_version = tmp_path / "other.safetensors"
+    save_checkpoint(other_version, {"format": tools.POLICY_FORMAT, "config": {"lidar_beams": 64}, "weights": {}})
+    code, _, err = cli("embodied", "evaluate", "--policy", other_version, "--rate", 2)
+    assert code == 2 and "does not fit this version's ChunkPolicy" in err
     code, _, err = cli("embodied", "evaluate", "--policy", "scripted", "--scheduler", junk)
     assert code == 2 and "cannot read checkpoint" in err
     code, _, err = cli("embodied", "evaluate", "--policy", "scripted", "--rate", 2, "--split", "holiday")

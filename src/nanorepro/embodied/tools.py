@@ -132,8 +132,11 @@ def load_policy(path: Path) -> ChunkPolicy:
     state = load_checkpoint(path)
     if not isinstance(state, dict) or state.get("format") != POLICY_FORMAT:
         raise UserError(f"{path} is not a nanorepro Tabletop policy (format {POLICY_FORMAT})")
-    policy = ChunkPolicy(PolicyConfig(**state["config"]))
-    policy.load_state_dict(state["weights"])
+    try:
+        policy = ChunkPolicy(PolicyConfig(**state["config"]))
+        policy.load_state_dict(state["weights"])
+    except (TypeError, RuntimeError) as exc:
+        raise UserError(f"{path} does not fit this version's ChunkPolicy: {exc}") from None
     return policy.eval().requires_grad_(False)
 
 
