@@ -36,7 +36,8 @@ from nanorepro.embodied.sup import (
     train_scheduler,
     world_model_costs,
 )
-from nanorepro.embodied.tools import scene_seed, suite, tasks_of
+from nanorepro.embodied.tools import suite
+from nanorepro.envs.tabletop import sample_tasks, scene_seed
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--log", type=int, default=300)
@@ -49,7 +50,7 @@ seed_everything(args.seed)
 run = dict(max_steps=300, horizon=8, config=suite())
 start = time.time()
 log_seed, test_seed = scene_seed(args.seed, "log"), scene_seed(args.seed, "pilot-test")
-log = execute(ScriptedChunks, tasks_of("train", args.log, log_seed), log_seed, random_rates(args.seed), record=True,
+log = execute(ScriptedChunks, sample_tasks("train", args.log, log_seed), log_seed, random_rates(args.seed), record=True,
               **run)
 rows = log["rows"]
 wm, costs, scale, _ = price_logged_chunks(rows, log["success"], 8, args.wm_steps, args.seed)
@@ -57,7 +58,7 @@ costs = costs / scale
 print(f"logged {len(costs)} chunks, world model and costs in {time.time() - start:.0f} s; normalised k = 4 cost "
       f"quantiles 50/90/99%: {np.quantile(costs[:, -1], [0.5, 0.9, 0.99]).round(2).tolist()}")
 
-tests = tasks_of("train", args.test, test_seed)
+tests = sample_tasks("train", args.test, test_seed)
 base = execute(ScriptedChunks, tests, test_seed, fixed_rate(1), **run)
 
 

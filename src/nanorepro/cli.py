@@ -610,6 +610,41 @@ def embodied_train_policy(
                f"{info['final_loss']:.3f} -> {info['policy']} (curve: {info['plot']})")
 
 
+@embodied_app.command("distill")
+def embodied_distill(
+    teacher: Path = typer.Option(..., "--teacher", help="A train-policy file with --encoder objects (privileged)."),
+    demos: Path = typer.Option(..., "--demos", help="The demonstrations (first behaviour cloning, then half of "
+                               "every batch)."),
+    out: Path = typer.Option(Path("policy.safetensors"), "--out", help="Camera policy file to write."),
+    encoder: str = typer.Option("query_views", "--encoder", help="The student's: views | query_views | "
+                                "view_tokens | query_tokens."),
+    rounds: int = typer.Option(8, "--rounds", help="DAgger rounds."),
+    round_steps: int = typer.Option(1000, "--round-steps", help="Gradient steps per round."),
+    round_tasks: int = typer.Option(200, "--round-tasks", help="Tasks the student runs (and the teacher labels) "
+                                    "per round."),
+    bc_steps: int = typer.Option(1000, "--bc-steps", help="Behaviour cloning before the first round."),
+    grasp_max_speed: float = GRASP_MAX_SPEED,
+    seed: int = typer.Option(0, "--seed"),
+    overrides: list[str] | None = typer.Option(None, "--set", help="The student's PolicyConfig key=value "
+                                               "(default linear_readout=true)."),
+) -> None:
+    """Train a camera policy by DAgger from a privileged policy that reads the object poses.
+
+    Interrupted? Run the same command again: it resumes after the last finished round.
+    """
+    from nanorepro.common.config import apply_overrides
+    from nanorepro.embodied.distill import DAggerConfig
+    from nanorepro.embodied.policy import PolicyConfig
+    from nanorepro.embodied.tools import distill
+
+    cfg = apply_overrides(PolicyConfig(encoder=encoder, linear_readout=True), overrides or [])
+    dagger_cfg = DAggerConfig(bc_steps=bc_steps, rounds=rounds, round_steps=round_steps, round_tasks=round_tasks)
+    with ProgressBoard() as board:
+        info = distill(teacher, demos, out, cfg, dagger_cfg, seed, board, grasp_max_speed)
+    typer.echo(f"success on 100 fresh training tasks: {info['final_success']:.2f} -> {info['policy']} "
+               f"(curve: {info['plot']})")
+
+
 @embodied_app.command("sup")
 def embodied_sup(
     policy: str = FROZEN_POLICY,

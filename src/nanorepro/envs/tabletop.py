@@ -33,6 +33,7 @@ import gymnasium as gym
 import numpy as np
 
 from nanorepro.common.errors import UserError
+from nanorepro.common.seeding import rng_stream
 
 COLOURS = ("red", "green", "blue", "yellow", "purple")
 RGB = np.array([[220, 50, 50], [40, 170, 60], [50, 90, 220], [230, 200, 40], [150, 60, 190]], np.uint8)
@@ -110,6 +111,20 @@ def sample_task(split: str, rng: np.random.Generator) -> Task:
         other = int(rng.choice([c for c in range(len(COLOURS)) if c != colour]))
         return Task("push", colour, other, relation=list(RELATIONS)[slot], phrasing=phrasing)
     return Task("place", colour, zone=list(ZONES)[slot], phrasing=phrasing)
+
+
+def sample_tasks(split: str, n: int, seed: int) -> list:
+    """``n`` tasks of ``split``; with the same ``seed`` for ``execute``, the scenes are fixed by ``seed``."""
+    if n < 1:
+        raise UserError(f"need at least one episode, got {n}")
+    rng = np.random.default_rng(seed)
+    return [sample_task(split, rng) for _ in range(n)]
+
+
+def scene_seed(seed: int, purpose: str) -> int:
+    """An independent scene seed per purpose (e.g. SuP's "log" and "validation"), so that work seeded ``seed``
+    never runs on the scenes that ``make-demos --seed`` (``sample_tasks(split, n, seed)``) demonstrated."""
+    return int(rng_stream(seed, "embodied", purpose).integers(2**31))
 
 
 @dataclass(frozen=True)
