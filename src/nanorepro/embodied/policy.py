@@ -454,8 +454,8 @@ def fit_policy(policy: ChunkPolicy, pools: list[Pool], steps: int, batch_size: i
     opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1)) if cosine else None
     weighted = any(p.weights is not None for p in pools)
-    curve, start = [], 0
-    if state and "step" in state:
+    curve, start, state = [], 0, {} if state is None else state
+    if "step" in state:
         policy.load_state_dict(state["policy"])
         opt.load_state_dict(state["optimizer"])
         if schedule is not None:
