@@ -558,7 +558,8 @@ def imitation_evaluate(
 
 
 embodied_app = typer.Typer(no_args_is_help=True,
-                           help="Tabletop: demonstrations, chunked policies (cloned or distilled), SuP's scheduler.")
+                           help="Tabletop: demonstrations, chunked policies (cloned, distilled, fine-tuned by "
+                           "VLA-MBPO), SuP's scheduler.")
 app.add_typer(embodied_app, name="embodied")
 embodied_app.callback()(_threads(EMBODIED_THREADS))
 GRASP_MAX_SPEED = typer.Option(0.15, "--grasp-max-speed", help="Table/s above which closing grasps nothing "
@@ -684,6 +685,36 @@ def embodied_sup(
         typer.echo(f"  budget {f:<5g} success {v['success']:.3f}  speed-up {speed}")
     note = "" if info["eligible"] else " (no budget kept the base success: the smallest is kept)"
     typer.echo(f"budget {info['budget']:g}{note} -> {info['scheduler']}")
+
+
+@embodied_app.command("vla-mbpo")
+def embodied_vla_mbpo(
+    policy: Path = typer.Option(..., "--policy", help="A camera policy file (train-policy or distill)."),
+    demos: Path = typer.Option(..., "--demos", help="Demonstrations: the world model's training data and half of "
+                               "the branch starts."),
+    out: Path = typer.Option(Path("vla_mbpo.safetensors"), "--out", help="Fine-tuned policy file to write."),
+    rounds: int = typer.Option(3, "--rounds", help="Rounds of real episodes -> imagined PPO -> evaluation."),
+    real_tasks: int = typer.Option(16, "--real-tasks", help="Real episodes per round (the real-step budget)."),
+    branch: int = typer.Option(2, "--branch", help="Chunks per imagined branch, k (the paper: 2-3)."),
+    iterations: int = typer.Option(60, "--iterations", help="PPO iterations on imagined branches per round."),
+    grasp_max_speed: float = GRASP_MAX_SPEED,
+    seed: int = typer.Option(0, "--seed"),
+    overrides: list[str] | None = typer.Option(None, "--set", help="VlaMbpoToolConfig override key=value "
+                                               "(e.g. wm_steps, ppo_lr, kl_coef, eval_tasks)."),
+) -> None:
+    """Fine-tune a camera policy by chunk-level PPO on branched rollouts in the two-view pixel world model.
+
+    Interrupted? Run the same command again: it resumes after the world model and after every round.
+    """
+    from nanorepro.common.config import apply_overrides
+    from nanorepro.embodied.tools import VlaMbpoToolConfig, fine_tune_vla_mbpo
+
+    cfg = apply_overrides(VlaMbpoToolConfig(rounds=rounds, real_tasks=real_tasks, branch_chunks=branch,
+                                            iterations=iterations, grasp_max_speed=grasp_max_speed), overrides or [])
+    with ProgressBoard() as board:
+        info = fine_tune_vla_mbpo(policy, demos, out, cfg, seed, board)
+    typer.echo(f"success on {cfg.eval_tasks} training tasks: {info['base_success']:.3f} -> {info['success']:.3f} "
+               f"after {info['real_steps']} real control steps -> {info['policy']} (curve: {info['plot']})")
 
 
 @embodied_app.command("evaluate")

@@ -30,7 +30,7 @@ from nanorepro.embodied.pixel_world_model import (
     token_transitions,
 )
 from nanorepro.embodied.policy import ChunkPolicy, PolicyConfig, rollout, to_float, train_bc
-from nanorepro.embodied.world_model import StateWorldModel, WorldModelConfig, auroc, chunk_starts, chunk_transitions
+from nanorepro.embodied.world_model import StateWorldModel, WorldModelConfig, auroc, chunk_transitions, demo_chunks
 from nanorepro.envs.tabletop import TabletopConfig, sample_task
 
 SPLITS = ("train", "unseen", "paraphrase", "novel")
@@ -59,18 +59,6 @@ def _episodes(data: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     out = {k: v[rows] for k, v in data.items() if k in ("state", "head", "wrist", "action", "precise", "solved",
                                                          "episode")}
     return {**out, "instruction": data["instruction"][:n], "success": data["success"][:n], "chunk": data["chunk"]}
-
-
-def _demo_chunks(data: dict[str, np.ndarray], horizon: int) -> dict[str, np.ndarray]:
-    """Held-out demonstration chunk transitions in the layout ``rollout(record=True)`` returns."""
-    episode = data["episode"]
-    start = chunk_starts(episode, horizon)
-    out = {k: data[k][start] for k in ("state", "head", "wrist")}
-    out.update({f"next_{k}": data[k][start + horizon] for k in ("state", "head", "wrist")})
-    out["instruction"] = data["instruction"][episode[start]]
-    out["chunk"] = data["action"][start[:, None] + np.arange(horizon)]
-    out["solved"] = data["solved"][start + horizon - 1]
-    return out
 
 
 def _concat(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -168,7 +156,7 @@ def tabletop_run(cfg: TabletopWorldModelsConfig, ctx: RunContext) -> Metrics:
     policy.load_state_dict(state["policy"])
     rollouts = rollout(policy, evaluation["train"], seed + 30_000, cfg.eval_steps, record=True)
     rollouts.pop("success")
-    real = {"demos": _demo_chunks(held, cfg.horizon), "rollouts": rollouts}
+    real = {"demos": demo_chunks(held, cfg.horizon), "rollouts": rollouts}
     both = _concat(real["demos"], real["rollouts"])
 
     # 2. the state world model

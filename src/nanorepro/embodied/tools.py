@@ -40,6 +40,7 @@ from nanorepro.common.io import file_digest, write_curve_png
 from nanorepro.common.seeding import seed_everything
 from nanorepro.embodied.demos import load_demos, make_demos, save_demos
 from nanorepro.embodied.distill import DAggerConfig, dagger
+from nanorepro.embodied.pixel_world_model import PixelWorldModel, PixelWorldModelConfig, VQConfig, token_transitions
 from nanorepro.embodied.policy import ENCODERS, ChunkPolicy, PolicyConfig, train_bc
 from nanorepro.embodied.policy import evaluate as evaluate_policy
 from nanorepro.embodied.sup import (
@@ -56,6 +57,8 @@ from nanorepro.embodied.sup import (
     random_rates,
     train_scheduler,
 )
+from nanorepro.embodied.vla_mbpo import ImaginedPPO, LoopConfig, PPOConfig, real_rollouts, uncertainty_cut
+from nanorepro.embodied.world_model import demo_chunks
 from nanorepro.envs.tabletop import TabletopConfig, sample_tasks, scene_seed
 
 POLICY_FORMAT = "nanorepro.embodied.policy/1"
@@ -323,5 +326,122 @@ def evaluate(policy_spec: str | Path, episodes: int, split: str, seed: int, sche
     return {"scheduler": name, **outcome}
 
 
+# --------------------------------------------------------------------------- VLA-MBPO: fine-tune in a world model
+
+@dataclass(frozen=True)
+class VlaMbpoToolConfig:
+    rounds: int = 3
+    real_tasks: int = 16            # real episodes per round (the real-step budget)
+    branch_chunks: int = 2          # k (the paper: 2-3)
+    iterations: int = 60            # PPO iterations on imagined branches per round
+    imagined_chunks: int = 64       # per iteration
+    own_start_fraction: float = 0.5
+    held_out_demos: int = 30        # fresh scripted demonstrations that calibrate the uncertainty cut
+    uncertainty_quantile: float = 0.9
+    vq_steps: int = 1500
+    wm_steps: int = 1200
+    ppo_lr: float = 3e-5
+    ppo_epochs: int = 4
+    clip: float = 0.1
+    kl_coef: float = 0.0
+    eval_tasks: int = 100
+    max_steps: int = 300
+    grasp_max_speed: float = SUP_GRASP_MAX_SPEED
+
+
+def _first_frames(data: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    first = np.flatnonzero(np.r_[True, data["episode"][1:] != data["episode"][:-1]])
+    return {**{k: torch.as_tensor(data[k][first]) for k in ("state", "head", "wrist")},
+            "instruction": torch.as_tensor(data["instruction"])}
+
+
+def fine_tune_vla_mbpo(policy_path: Path, demos_path: Path, out: Path, cfg: VlaMbpoToolConfig, seed: int,
+                       board) -> dict:
+    """VLA-MBPO for a camera policy: the two-view pixel world model on the demonstrations, then ``rounds`` of
+    (real episodes -> PPO on k-chunk imagined branches -> success on the same held-out tasks). Resumable after
+    the world model and after every round through ``<out>.ckpt.safetensors``."""
+    policy = load_policy(policy_path).requires_grad_(True)
+    if policy.cfg.encoder == "objects" or policy.cfg.privileged_state:
+        raise UserError(f"{policy_path} reads the object poses, which imagination has no way to predict: "
+                        "fine-tune a camera policy (train-policy or distill)")
+    if cfg.rounds < 1 or cfg.real_tasks < 1 or cfg.iterations < 1 or cfg.branch_chunks < 1 or cfg.eval_tasks < 1:
+        raise UserError("rounds, real_tasks, iterations, branch_chunks and eval_tasks must be at least 1")
+    if not 0.0 <= cfg.own_start_fraction <= 1.0 or not 0.0 < cfg.uncertainty_quantile <= 1.0:
+        raise UserError("own_start_fraction must lie in [0, 1] and uncertainty_quantile in (0, 1]")
+    data = load_demos(demos_path)
+    H, view_size = policy.cfg.horizon, policy.cfg.view_size
+    if int(data["chunk"]) != H or int(data["head"].shape[1]) != view_size:
+        raise UserError(f"{demos_path} has chunks of {int(data['chunk'])} and {int(data['head'].shape[1])} px views; "
+                        f"the policy's are {H} and {view_size} px")
+    config = suite(cfg.grasp_max_speed, view_size)
+    ckpt = out.with_name(out.name + ".ckpt.safetensors")
+    owner = {"vla_mbpo": dataclasses.asdict(cfg), "seed": seed, "policy": file_digest(policy_path),
+             "demos": file_digest(demos_path)}
+    state = load_owned_checkpoint(ckpt, owner, board.log) or dict(owner)
+    if "round" in state:
+        board.log(f"resuming from {ckpt} after round {state['round']}")
+    bar = board.task("vla-mbpo: world model, base, rounds", total=2 + cfg.rounds)
+    seed_everything(seed)
+    wm = PixelWorldModel(view_size, H, PixelWorldModelConfig(vq=VQConfig(steps=cfg.vq_steps), steps=cfg.wm_steps))
+    eval_seed = scene_seed(seed, "vla-mbpo evaluation")
+    eval_tasks = sample_tasks("train", cfg.eval_tasks, eval_seed)
+    if "world_model" not in state:   # 1. the world model and its uncertainty cut; 2. the base policy's success
+        for view in ("head", "wrist"):
+            wm.tokenizers[view].fit(torch.as_tensor(data[view]), seed=seed)
+        transitions = token_transitions(wm, data, H)
+        transitions.pop("index")
+        transitions["chunk"] = transitions["chunk"].float()
+        wm.fit(transitions, seed=seed)
+        wm.eval()
+        held_seed = scene_seed(seed, "vla-mbpo held-out demonstrations")
+        held = make_demos(sample_tasks("train", cfg.held_out_demos, held_seed), held_seed, H, config)
+        held_chunks = {k: torch.as_tensor(v) for k, v in demo_chunks(held, H).items()}
+        base = float(evaluate_policy(policy, eval_tasks, eval_seed, cfg.max_steps, config).mean())
+        state.update(world_model=wm.state_dict(), threshold=uncertainty_cut(wm, held_chunks, cfg.uncertainty_quantile),
+                     base_success=base, round=0, real_steps=0, curve=[[0, base]], branch_success=[])
+        save_checkpoint(ckpt, state)
+        board.log(f"world model trained; the base policy solves {base:.3f} of {cfg.eval_tasks} training tasks")
+    wm.load_state_dict(state["world_model"])
+    wm.eval()
+    bar.advance(2)
+    demo_pool = {k: torch.as_tensor(data[k]) for k in ("state", "head", "wrist")}
+    demo_pool["instruction"] = torch.as_tensor(data["instruction"][data["episode"]])
+    loop_cfg = LoopConfig(cfg.branch_chunks, cfg.iterations, cfg.imagined_chunks,
+                          own_start_fraction=cfg.own_start_fraction)
+    ppo_cfg = PPOConfig(lr=cfg.ppo_lr, epochs=cfg.ppo_epochs, clip=cfg.clip, kl_coef=cfg.kl_coef)
+    loop = ImaginedPPO(policy, wm, state["threshold"], demo_pool, _first_frames(data), loop_cfg, ppo_cfg, seed)
+    if "loop" in state:
+        loop.load_state_dict(state["loop"])
+    bar.advance(state["round"])
+    for r in range(state["round"], cfg.rounds):   # 3. the rounds
+        round_seed = scene_seed(seed, f"vla-mbpo round {r}")
+        real = real_rollouts(policy, sample_tasks("train", cfg.real_tasks, round_seed), round_seed, cfg.max_steps,
+                             loop.generator, config)
+        loop.add_real(real)
+        info = loop.improve()
+        success = float(evaluate_policy(policy, eval_tasks, eval_seed, cfg.max_steps, config).mean())
+        state["real_steps"] += real["real_steps"]
+        state["curve"].append([state["real_steps"], success])
+        state["branch_success"].append(info["branch_success"])
+        state.update(round=r + 1, loop=loop.state_dict())
+        save_checkpoint(ckpt, state)
+        board.log(f"round {r + 1}: {real['real_steps']} real steps; imagined branch reward "
+                  f"{info['branch_success']:.2f}; success {success:.3f} (base {state['base_success']:.3f})")
+        bar.advance(1)
+    bar.finish()
+    save_checkpoint(out, {"format": POLICY_FORMAT, "config": dataclasses.asdict(policy.cfg),
+                          "weights": policy.state_dict(), "vla_mbpo": dataclasses.asdict(cfg), "seed": seed,
+                          "base_policy": owner["policy"], "curve": state["curve"]})
+    ckpt.unlink(missing_ok=True)
+    curve = np.array(state["curve"], dtype=float)
+    plot = write_curve_png(out, f"VLA-MBPO (k = {cfg.branch_chunks}) from {policy_path.name}",
+                           {f"success on {cfg.eval_tasks} training tasks": (curve[:, 0], curve[:, 1])},
+                           "real control steps used", "success")
+    return {"policy": str(out), "plot": str(plot), "base_success": state["base_success"],
+            "success": state["curve"][-1][1], "curve": state["curve"], "real_steps": state["real_steps"],
+            "branch_success": state["branch_success"], "threshold": state["threshold"]}
+
+
 __all__ = ["make_demo_file", "train_policy", "distill", "load_policy", "fit_sup", "load_scheduler", "evaluate",
-           "BCConfig", "DAggerConfig", "SupToolConfig", "POLICY_FORMAT", "SCHEDULER_FORMAT", "SCRIPTED"]
+           "fine_tune_vla_mbpo", "BCConfig", "DAggerConfig", "SupToolConfig", "VlaMbpoToolConfig", "POLICY_FORMAT",
+           "SCHEDULER_FORMAT", "SCRIPTED"]

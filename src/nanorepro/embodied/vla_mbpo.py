@@ -203,6 +203,14 @@ class ImaginedBuffer:
         return {k: v[idx] for k, v in self.data.items()}
 
 
+def uncertainty_cut(world_model: PixelWorldModel, chunks: dict[str, torch.Tensor], quantile: float) -> float:
+    """The ``quantile`` of the world model's token entropy on real chunk transitions (state, head, wrist,
+    instruction, chunk): imagined branches are cut once their uncertainty passes it."""
+    _, _, _, uncertainty = world_model.predict({k: chunks[k] for k in ("state", "head", "wrist")},
+                                               chunks["instruction"], chunks["chunk"].float())
+    return float(torch.quantile(uncertainty, quantile))
+
+
 OBS = ("state", "head", "wrist", "instruction")
 STEP_KEYS = ("state", "head", "wrist", "chunk", "log_prob", "reward", "done", "alive")
 
@@ -364,3 +372,94 @@ def live_starts(rollout: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     obs = {k: rollout[k].flatten(0, 1)[keep] for k in ("state", "head", "wrist")}
     obs["instruction"] = rollout["instruction"].repeat(T, 1)[keep]
     return obs
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """How VLA-MBPO's loop imagines: branch length, PPO iterations per round, start mix, data retention."""
+
+    branch_chunks: int = 2          # k (the paper: 2-3); 0 = full-horizon branches from first frames, never cut
+    iterations_per_round: int = 60  # PPO iterations on imagined data per round
+    imagined_chunks: int = 64       # per iteration (branches = this // k)
+    full_horizon: int = 10          # chunks a full-horizon branch runs
+    own_start_fraction: float = 0.5 # branch starts from the policy's own real chunk starts, once there are some
+    retain_epochs: int = 1          # PPO is on-policy: imagined data lives one iteration
+
+
+class ImaginedPPO:
+    """VLA-MBPO's improvement loop for one policy (``docs/vla_mbpo.md``, "The loop"):
+
+        real = real_rollouts(policy, tasks)                     # the round's real-step budget
+        own pool <- own pool + real chunk starts
+        repeat iterations_per_round:
+            k <- MBPO schedule (1 -> k over the first round)
+            starts <- imagined_chunks / k frames, from the demonstrations and the own pool
+            branch <- k chunks in the world model (success reward, cut above max_uncertainty)
+            PPO on the branch's live steps
+
+    ``state_dict()`` holds everything the next round needs (policy, value, optimisers, samplers,
+    pools), so a run can stop and resume at a round boundary with the same numbers.
+    """
+
+    def __init__(self, policy: ChunkPolicy, world_model: PixelWorldModel, max_uncertainty: float,
+                 demo_pool: dict[str, torch.Tensor], demo_first: dict[str, torch.Tensor], cfg: LoopConfig,
+                 ppo_cfg: PPOConfig, seed: int):
+        self.policy, self.world_model, self.cfg = policy, world_model, cfg
+        self.full = cfg.branch_chunks == 0
+        self.max_uncertainty = float("inf") if self.full else max_uncertainty
+        self.demo_pool, self.demo_first = demo_pool, demo_first
+        self.ppo = ChunkPPO(policy, ppo_cfg, seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.schedule = BranchSchedule(min_k=1, max_k=max(cfg.branch_chunks, 1), start_epoch=0,
+                                       end_epoch=cfg.iterations_per_round)
+        self.buffer = ImaginedBuffer(cfg.retain_epochs)
+        self.own: dict[str, torch.Tensor] = {}
+        self.own_first: dict[str, torch.Tensor] = {}
+        self.epoch = 0
+
+    def add_real(self, real: dict[str, torch.Tensor]) -> None:
+        """The real episodes' chunk starts (and first frames, for full-horizon branches) become branch starts."""
+        self.own = _concat(self.own, live_starts(real))
+        self.own_first = _concat(self.own_first, {**{k: real[k][0] for k in ("state", "head", "wrist")},
+                                                  "instruction": real["instruction"]})
+
+    def improve(self) -> dict:
+        """One round's PPO iterations on imagined branches: mean branch reward, branch lengths, last PPO stats."""
+        cfg, f = self.cfg, self.cfg.own_start_fraction
+        branch_success, lengths, stats = [], [], {}
+        for _ in range(cfg.iterations_per_round):
+            length = cfg.full_horizon if self.full else self.schedule.length(self.epoch)
+            n = max(1, cfg.imagined_chunks // length)
+            pools = [self.demo_first, self.own_first] if self.full else [self.demo_pool, self.own]
+            starts = sample_starts(pools, [1 - f, f], n, self.generator)
+            branch = branched_rollouts(self.policy, self.world_model, starts, length, self.max_uncertainty,
+                                       generator=self.generator)
+            branch_success.append(float(branch["reward"].sum(0).mean()))
+            lengths.append(float(branch["alive"].float().sum(0).mean()))
+            self.buffer.prune(self.epoch)
+            self.buffer.add(self.ppo.transitions(branch), self.epoch)
+            stats = self.ppo.update(self.buffer.data)
+            self.epoch += 1
+        return {"branch_success": float(np.mean(branch_success)), "lengths": lengths, "stats": stats}
+
+    def state_dict(self) -> dict:
+        return {"policy": self.policy.state_dict(), "value": self.ppo.value.state_dict(),
+                "policy_opt": self.ppo.policy_opt.state_dict(), "value_opt": self.ppo.value_opt.state_dict(),
+                "ppo_generator": self.ppo.generator.get_state(), "generator": self.generator.get_state(),
+                "own": self.own, "own_first": self.own_first, "buffer": self.buffer.data,
+                "born": self.buffer.born, "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.ppo.value.load_state_dict(state["value"])
+        self.ppo.policy_opt.load_state_dict(state["policy_opt"])
+        self.ppo.value_opt.load_state_dict(state["value_opt"])
+        self.ppo.generator.set_state(state["ppo_generator"])
+        self.generator.set_state(state["generator"])
+        self.own, self.own_first = dict(state["own"]), dict(state["own_first"])
+        self.buffer.data, self.buffer.born = dict(state["buffer"]), state["born"]
+        self.epoch = int(state["epoch"])
+
+
+def _concat(pool: dict[str, torch.Tensor], more: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: torch.cat([pool[k], more[k]]) for k in OBS} if pool else dict(more)

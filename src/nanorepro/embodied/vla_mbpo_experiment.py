@@ -30,22 +30,19 @@ import torch
 
 from nanorepro.common.experiment import ClaimCheck, Experiment, Metrics, Profile, RunContext, Table
 from nanorepro.embodied.demos import make_demos
-from nanorepro.embodied.experiment import _demo_chunks, _mean
+from nanorepro.embodied.experiment import _mean
 from nanorepro.embodied.offline_rl import advantage_weights, fit_critics
 from nanorepro.embodied.pixel_world_model import PixelWorldModel, PixelWorldModelConfig, VQConfig, token_transitions
 from nanorepro.embodied.policy import ChunkPolicy, PolicyConfig, Pool, as_tensors, evaluate, fit_policy, train_bc
 from nanorepro.embodied.vla_mbpo import (
-    OBS,
-    BranchSchedule,
-    ChunkPPO,
-    ImaginedBuffer,
+    ImaginedPPO,
+    LoopConfig,
     PPOConfig,
     branched_rollouts,
-    live_starts,
     real_rollouts,
-    sample_starts,
+    uncertainty_cut,
 )
-from nanorepro.embodied.world_model import chunk_starts
+from nanorepro.embodied.world_model import chunk_starts, demo_chunks
 from nanorepro.envs.tabletop import Tabletop, TabletopConfig, sample_task
 
 IMAGINED = {"k1": (1, "interleaved"), "k2": (2, "interleaved"), "k3": (3, "interleaved"),
@@ -85,14 +82,14 @@ class VlaMbpoConfig:
     def ppo(self) -> PPOConfig:
         return PPOConfig(lr=self.ppo_lr, epochs=self.ppo_epochs, clip=self.clip, kl_coef=self.kl_coef)
 
+    def loop(self, branch_chunks: int) -> LoopConfig:
+        return LoopConfig(branch_chunks, self.iterations_per_round, self.imagined_chunks, self.full_horizon,
+                          self.own_start_fraction, self.retain_epochs)
+
 
 def _first_frames(tasks, seed: int, view_size: int) -> dict[str, torch.Tensor]:
     sim = Tabletop(len(tasks), TabletopConfig(view_size=view_size))
     return as_tensors(sim.reset(tasks, np.random.default_rng(seed)))
-
-
-def _concat_pool(pool: dict[str, torch.Tensor], more: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: torch.cat([pool[k], more[k]]) for k in OBS} if pool else dict(more)
 
 
 def _imagined_success(policy: ChunkPolicy, wm: PixelWorldModel, starts: dict[str, torch.Tensor], chunks: int
@@ -168,15 +165,13 @@ def vla_mbpo_run(cfg: VlaMbpoConfig, ctx: RunContext) -> Metrics:
         transitions = token_transitions(models["interleaved"], demos, H)
         transitions.pop("index")
         transitions["chunk"] = transitions["chunk"].float()
-        held_chunks = {k: torch.as_tensor(v) for k, v in _demo_chunks(held, H).items()}
+        held_chunks = {k: torch.as_tensor(v) for k, v in demo_chunks(held, H).items()}
         thresholds = {}
         for name, model in models.items():
             torch.manual_seed(seed)
             model.fit(transitions, seed=seed)
             model.eval()
-            _, _, _, uncertainty = model.predict({k: held_chunks[k] for k in ("state", "head", "wrist")},
-                                                 held_chunks["instruction"], held_chunks["chunk"].float())
-            thresholds[name] = float(torch.quantile(uncertainty, cfg.uncertainty_quantile))
+            thresholds[name] = uncertainty_cut(model, held_chunks, cfg.uncertainty_quantile)
         state["world_models"] = {name: m.state_dict() for name, m in models.items()}
         state["thresholds"] = thresholds
         wall["world_models_s"] = time.time() - t0
@@ -229,44 +224,25 @@ def vla_mbpo_run(cfg: VlaMbpoConfig, ctx: RunContext) -> Metrics:
 def _finetune(method, policy, models, thresholds, demo_pool, demo_first, round_tasks, eval_tasks, eval_seed,
               imagined_starts, bc_success, cfg: VlaMbpoConfig, seed: int) -> dict:
     """Rounds of (real episodes -> PPO on imagined or real chunks -> evaluation) for one method."""
-    H = cfg.horizon
-    ppo = ChunkPPO(policy, cfg.ppo(), seed)
-    gen = torch.Generator().manual_seed(seed)
     k, wm_name = IMAGINED.get(method, (None, "interleaved"))
-    wm = models[wm_name]
-    full = k == 0
-    schedule = BranchSchedule(min_k=1, max_k=max(k or 1, 1), start_epoch=0, end_epoch=cfg.iterations_per_round)
-    buffer = ImaginedBuffer(cfg.retain_epochs)
-    own, own_first = {}, {}
-    real_steps, epoch = 0, 0
+    loop = ImaginedPPO(policy, models[wm_name], thresholds[wm_name], demo_pool, demo_first, cfg.loop(k or 0),
+                       cfg.ppo(), seed)
+    real_steps = 0
     curve, imagined_curve, lengths, stats = [[0, bc_success]], [], [], {}
     for r, tasks in enumerate(round_tasks):
-        real = real_rollouts(policy, tasks, seed + 40_000 + r, cfg.max_steps, gen)
+        real = real_rollouts(policy, tasks, seed + 40_000 + r, cfg.max_steps, loop.generator)
         real_steps += real["real_steps"]
         if method == "real_ppo":
-            stats = ppo.update(ppo.transitions(real))
+            stats = loop.ppo.update(loop.ppo.transitions(real))
         else:
-            own = _concat_pool(own, live_starts(real))
-            own_first = _concat_pool(own_first, {**{k_: real[k_][0] for k_ in ("state", "head", "wrist")},
-                                                 "instruction": real["instruction"]})
-            branch_success = []
-            for _ in range(cfg.iterations_per_round):
-                length = cfg.full_horizon if full else schedule.length(epoch)
-                n = max(1, cfg.imagined_chunks // length)
-                f = cfg.own_start_fraction
-                starts = sample_starts([demo_first, own_first] if full else [demo_pool, own], [1 - f, f], n, gen)
-                branch = branched_rollouts(policy, wm, starts, length,
-                                           float("inf") if full else thresholds[wm_name], generator=gen)
-                branch_success.append(float(branch["reward"].sum(0).mean()))
-                lengths.append(float(branch["alive"].float().sum(0).mean()))
-                buffer.prune(epoch)
-                buffer.add(ppo.transitions(branch), epoch)
-                stats = ppo.update(buffer.data)
-                epoch += 1
-            imagined_curve.append(float(np.mean(branch_success)))
+            loop.add_real(real)
+            info = loop.improve()
+            imagined_curve.append(info["branch_success"])
+            lengths += info["lengths"]
+            stats = info["stats"]
         success = float(evaluate(policy, eval_tasks, eval_seed, cfg.max_steps).mean())
         curve.append([real_steps, success])
-    episode_chunks = -(-cfg.max_steps // H)
+    episode_chunks = -(-cfg.max_steps // cfg.horizon)
     return {"success": curve[-1][1], "curve": curve, "real_steps": real_steps, "branch_success": imagined_curve,
             "mean_branch_chunks": float(np.mean(lengths)) if lengths else None, "last_update": stats,
             "imagined_success": _imagined_success(policy, models["interleaved"], imagined_starts, episode_chunks)}

@@ -34,6 +34,18 @@ def chunk_starts(episode: np.ndarray, horizon: int) -> np.ndarray:
     return start[episode[start] == episode[start + horizon]]
 
 
+def demo_chunks(data: dict[str, np.ndarray], horizon: int) -> dict[str, np.ndarray]:
+    """Held-out demonstration chunk transitions in the layout ``rollout(record=True)`` returns."""
+    episode = data["episode"]
+    start = chunk_starts(episode, horizon)
+    out = {k: data[k][start] for k in ("state", "head", "wrist")}
+    out.update({f"next_{k}": data[k][start + horizon] for k in ("state", "head", "wrist")})
+    out["instruction"] = data["instruction"][episode[start]]
+    out["chunk"] = data["action"][start[:, None] + np.arange(horizon)]
+    out["solved"] = data["solved"][start + horizon - 1]
+    return out
+
+
 def chunk_transitions(data: dict[str, np.ndarray], horizon: int) -> dict[str, torch.Tensor]:
     """Every (state_t, instruction, actions t..t+H-1, state_{t+H} - state_t, solved after t+H-1) inside an episode."""
     episode = data["episode"]
