@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from nanorepro.common.checkpoint import load_checkpoint, save_checkpoint
-from nanorepro.embodied import tools
+from nanorepro.common.progress import ProgressBoard
+from nanorepro.embodied import distill, tools
 from nanorepro.embodied.demos import load_demos
 from nanorepro.embodied.distill import DAggerConfig, dagger, teacher_labels
 from nanorepro.embodied.policy import ChunkPolicy, PolicyConfig
@@ -87,3 +88,39 @@ def test_distill_from_the_shell(cli, demos, tmp_path):
     assert not (tmp_path / "student.safetensors.ckpt.safetensors").exists()
     code, _, err = cli("embodied", "distill", "--teacher", student, "--demos", demos, "--out", tmp_path / "x")
     assert code == 2 and "the teacher must read the object poses" in err
+
+
+def test_a_killed_distill_resumes_from_per_round_visit_shards(demos, tmp_path, monkeypatch):
+    """Each round's new visits are written once, to their own shard; the resumed student is the uninterrupted one."""
+    teacher_path = tmp_path / "teacher.safetensors"
+    board = ProgressBoard(enabled=False)
+    tools.train_policy(demos, teacher_path, PolicyConfig(encoder="objects", object_dim=16),
+                       tools.BCConfig(steps=2, batch=8), 0, board)
+    student_cfg = PolicyConfig(encoder="query_views", channels=8)
+    cfg = DAggerConfig(bc_steps=2, rounds=2, round_steps=2, round_tasks=2, batch=8, max_steps=16)
+    whole = tools.distill(teacher_path, demos, tmp_path / "whole.safetensors", student_cfg, cfg, 1, board)
+
+    real_save, real_rollout = tools._save_dagger_checkpoint, distill.rollout
+
+    def save_then_die(ckpt, state):
+        real_save(ckpt, state)
+        raise KeyboardInterrupt
+
+    out = tmp_path / "resumed.safetensors"
+    monkeypatch.setattr(tools, "_save_dagger_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        tools.distill(teacher_path, demos, out, student_cfg, cfg, 1, board)
+    ckpt = tmp_path / "resumed.safetensors.ckpt.safetensors"
+    assert "visits" not in load_checkpoint(ckpt)
+    shard = load_checkpoint(tmp_path / "resumed.safetensors.ckpt.safetensors.visits-1.safetensors")
+    assert len(shard["chunk"]) == whole["history"][0]["visits"]
+    monkeypatch.setattr(tools, "_save_dagger_checkpoint", real_save)
+    rounds_run = []
+    monkeypatch.setattr(distill, "rollout", lambda *a, **k: rounds_run.append(1) or real_rollout(*a, **k))
+    resumed = tools.distill(teacher_path, demos, out, student_cfg, cfg, 1, board)
+    assert len(rounds_run) == 1   # only round 2 ran again
+    assert resumed["history"] == whole["history"] and resumed["final_success"] == whole["final_success"]
+    for a, b in zip(tools.load_policy(tmp_path / "whole.safetensors").state_dict().values(),
+                    tools.load_policy(out).state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert sorted(p.name for p in tmp_path.iterdir() if "ckpt" in p.name) == []

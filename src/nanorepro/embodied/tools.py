@@ -144,7 +144,7 @@ def distill(teacher_path: Path, demos_path: Path, out: Path, policy_cfg: PolicyC
     ckpt = out.with_name(out.name + ".ckpt.safetensors")
     owner = {"policy_config": dataclasses.asdict(student_cfg), "dagger": dataclasses.asdict(cfg), "seed": seed,
              "teacher": file_digest(teacher_path), "demos": file_digest(demos_path), "grasp_max_speed": grasp_max_speed}
-    state = load_owned_checkpoint(ckpt, owner, board.log) or dict(owner)
+    state = _load_dagger_checkpoint(ckpt, owner, board.log)
     if "round" in state:
         board.log(f"resuming from {ckpt} after round {state['round']}")
     seed_everything(seed)
@@ -157,7 +157,7 @@ def distill(teacher_path: Path, demos_path: Path, out: Path, policy_cfg: PolicyC
         bar.advance(1)
 
     history = dagger(student, teacher, data, cfg, seed, suite_cfg, state=state,
-                     save=lambda: save_checkpoint(ckpt, state), on_round=on_round)
+                     save=lambda: _save_dagger_checkpoint(ckpt, state), on_round=on_round)
     bar.finish()
     final_seed = scene_seed(seed, "dagger final")
     final = float(evaluate_policy(student, sample_tasks("train", 100, final_seed), final_seed, cfg.max_steps,
@@ -166,12 +166,41 @@ def distill(teacher_path: Path, demos_path: Path, out: Path, policy_cfg: PolicyC
                           "weights": student.state_dict(), "dagger": dataclasses.asdict(cfg), "seed": seed,
                           "teacher": owner["teacher"], "history": history, "final_success": final})
     ckpt.unlink(missing_ok=True)
+    for r in range(1, cfg.rounds + 1):
+        _visits_shard(ckpt, r).unlink(missing_ok=True)
     rounds = np.array([row["round"] for row in history])
     plot = write_curve_png(out, f"DAgger from {teacher_path.name}", {
         "student's own rollouts (before the round's training)": (rounds, np.array([r["rollout_success"]
                                                                                    for r in history]))},
         "round", "success")
     return {"policy": str(out), "plot": str(plot), "history": history, "final_success": final}
+
+
+def _visits_shard(ckpt: Path, round_: int) -> Path:
+    return ckpt.with_name(f"{ckpt.name}.visits-{round_}.safetensors")
+
+
+def _save_dagger_checkpoint(ckpt: Path, state: dict) -> None:
+    """The round's new labelled visits go to their own shard, then everything else to ``ckpt``: a round
+    writes its own images once (the aggregate reached ~650 MB by round 16 when rewritten whole)."""
+    history = state["history"]
+    before = history[-2]["visits"] if len(history) > 1 else 0
+    save_checkpoint(_visits_shard(ckpt, state["round"]), {k: v[before:] for k, v in state["visits"].items()})
+    save_checkpoint(ckpt, {k: v for k, v in state.items() if k != "visits"})
+
+
+def _load_dagger_checkpoint(ckpt: Path, owner: dict, log) -> dict:
+    state = load_owned_checkpoint(ckpt, owner, log)
+    if state is None:
+        return dict(owner)
+    shards = [_visits_shard(ckpt, r) for r in range(1, state["round"] + 1)]
+    missing = [p for p in shards if not p.exists()]
+    if missing:
+        log(f"ignoring {ckpt}: its visits shard {missing[0]} is missing; starting over")
+        return dict(owner)
+    parts = [load_checkpoint(p) for p in shards]
+    state["visits"] = {k: torch.cat([part[k] for part in parts]) for k in parts[0]}
+    return state
 
 
 def load_policy(path: Path) -> ChunkPolicy:
