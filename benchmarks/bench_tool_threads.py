@@ -7,8 +7,9 @@ Times, on the default TinyGPT (d 128, 4 layers) and chain-arithmetic problems: a
 8 samples: rollout, then a Dr. GRPO update; or ReVal's 4 replayed minibatches); and a
 training step of the hybrid LM at `lm train`'s defaults (size cpu, 8 x 256 bytes); for
 `embodied`: a behaviour-cloning step of the view policy (batch 64) and of the object policy
-(batch 256), a fitted-Q step of SuP's scheduler (batch 256) and the view policy acting in 64
-scenes for 40 control steps. Each
+(batch 256), a fitted-Q step of SuP's scheduler (batch 256), the view policy acting in 64
+scenes for 40 control steps, and `vla-mbpo`'s work: a VQ tokenizer step, a pixel world model
+step (batch 16) and a VLA-MBPO iteration (64 imagined chunks, k = 2, then PPO). Each
 figure is the median of ``reps`` timings after a warm-up; the ratio compares the two thread
 counts measured in the same run. Prints one JSON line per workload. (The other commands'
 areas have their own benchmarks: bench_imitation, bench_braking, bench_recsys, bench_med3d.)
@@ -24,6 +25,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from nanorepro.embodied.demos import make_demos  # noqa: E402
+from nanorepro.embodied.pixel_world_model import (  # noqa: E402
+    PixelWorldModel,
+    PixelWorldModelConfig,
+    VQConfig,
+    token_transitions,
+)
 from nanorepro.embodied.policy import ChunkPolicy, PolicyConfig, train_bc  # noqa: E402
 from nanorepro.embodied.sup import (  # noqa: E402
     PolicyChunks,
@@ -33,6 +40,7 @@ from nanorepro.embodied.sup import (  # noqa: E402
     random_rates,
     train_scheduler,
 )
+from nanorepro.embodied.vla_mbpo import ImaginedPPO, LoopConfig, PPOConfig  # noqa: E402
 from nanorepro.envs.tabletop import sample_task  # noqa: E402
 from nanorepro.llm_rl.loop import RLConfig, rl_train, train_lm  # noqa: E402
 from nanorepro.llm_rl.policy import CharTokenizer, TinyGPT, TinyGPTConfig  # noqa: E402
@@ -86,10 +94,32 @@ def main() -> None:
     def q_steps():
         train_scheduler(log, costs, 0.5, SchedulerConfig(dual_iterations=1, q_steps=20))
 
+    wm = PixelWorldModel(32, 8, PixelWorldModelConfig(vq=VQConfig(steps=5), steps=5))
+    for view in ("head", "wrist"):
+        wm.tokenizers[view].fit(torch.as_tensor(demos[view]), seed=0)
+    transitions = token_transitions(wm, demos, 8)
+    transitions.pop("index")
+    transitions["chunk"] = transitions["chunk"].float()
+    pool = {k: torch.as_tensor(demos[k]) for k in ("state", "head", "wrist")}
+    pool["instruction"] = torch.as_tensor(demos["instruction"][demos["episode"]])
+
+    def vq_steps():
+        wm.tokenizers["head"].fit(torch.as_tensor(demos["head"]), seed=0)
+
+    def wm_steps():
+        wm.fit(transitions, seed=0)
+
+    def imagined_ppo_iterations():
+        loop = ImaginedPPO(views, wm.eval(), float("inf"), pool, pool, LoopConfig(2, 2, 64), PPOConfig(), 0)
+        loop.improve()
+
     for name, fn, per in (("embodied_bc_step_views_batch64", bc_steps(views, 64), 5),
                           ("embodied_bc_step_objects_batch256", bc_steps(objects, 256), 5),
                           ("embodied_sup_fitted_q_step", q_steps, 20),
                           ("embodied_act_64_scenes_40_steps", act_in_scenes, 1),
+                          ("embodied_vq_tokenizer_step", vq_steps, 5),
+                          ("embodied_pixel_world_model_step_batch16", wm_steps, 5),
+                          ("embodied_vla_mbpo_iteration_64_imagined_chunks", imagined_ppo_iterations, 2),
                           ("llm_rl_sft_step_batch128", sft_steps, 5),
                           ("llm_rl_iteration_dr_grpo", rl_iteration("grpo"), 2),
                           ("llm_rl_iteration_reval", rl_iteration("reval"), 2),

@@ -1,10 +1,11 @@
-"""The practitioner's path on the Tabletop suite: demonstrations, a chunked policy, and SuP's scheduler.
+"""The practitioner's path on the Tabletop suite: demonstrations, a chunked policy, SuP's scheduler, VLA-MBPO.
 
     nanorepro embodied make-demos --out demos.npz --episodes 300
     nanorepro embodied train-policy --demos demos.npz --out teacher.safetensors --encoder objects
     nanorepro embodied distill --teacher teacher.safetensors --demos demos.npz --out policy.safetensors
     nanorepro embodied sup --policy policy.safetensors --out scheduler.safetensors      # or --policy scripted
     nanorepro embodied evaluate --policy policy.safetensors --scheduler scheduler.safetensors
+    nanorepro embodied vla-mbpo --policy policy.safetensors --demos demos.npz --out tuned.safetensors
 
 ``sup`` is SuP's offline pipeline (``embodied.sup``; the ``sup`` experiment runs the same
 steps): log rollouts of the frozen policy with a random rate per chunk, fit the chunk world
@@ -21,8 +22,10 @@ that speed can cost success; ``grasp_max_speed=inf`` is the suite of the other e
 ``distill`` trains a camera policy by DAgger from an ``objects`` policy (which reads the object
 poses) as the teacher (``embodied.distill``): behaviour cloning of the camera policy alone
 stays near 10% success here. Files are nanorepro checkpoints (safetensors; no pickle).
-``train-policy``, ``distill`` and ``sup`` resume from ``<out>.ckpt.safetensors`` when the same
-command is run again.
+``vla-mbpo`` fine-tunes a camera policy by VLA-MBPO's loop (``embodied.vla_mbpo.ImaginedPPO``):
+the two-view pixel world model on the demonstrations, then rounds of real episodes and PPO on
+k-chunk branches imagined from them. ``train-policy``, ``distill``, ``sup`` and ``vla-mbpo``
+resume from ``<out>.ckpt.safetensors`` when the same command is run again.
 """
 
 from __future__ import annotations
@@ -415,12 +418,14 @@ def fine_tune_vla_mbpo(policy_path: Path, demos_path: Path, out: Path, cfg: VlaM
     eval_seed = scene_seed(seed, "vla-mbpo evaluation")
     eval_tasks = sample_tasks("train", cfg.eval_tasks, eval_seed)
     if "world_model" not in state:   # 1. the world model and its uncertainty cut; 2. the base policy's success
+        wm_bar = board.task("world model: VQ tokenizers, dynamics", total=2 * cfg.vq_steps + cfg.wm_steps)
         for view in ("head", "wrist"):
-            wm.tokenizers[view].fit(torch.as_tensor(data[view]), seed=seed)
+            wm.tokenizers[view].fit(torch.as_tensor(data[view]), seed=seed, on_step=lambda _s: wm_bar.advance(1))
         transitions = token_transitions(wm, data, H)
         transitions.pop("index")
         transitions["chunk"] = transitions["chunk"].float()
-        wm.fit(transitions, seed=seed)
+        wm.fit(transitions, seed=seed, on_step=lambda _s: wm_bar.advance(1))
+        wm_bar.finish()
         wm.eval()
         held_seed = scene_seed(seed, "vla-mbpo held-out demonstrations")
         held = make_demos(sample_tasks("train", cfg.held_out_demos, held_seed), held_seed, H, config)
