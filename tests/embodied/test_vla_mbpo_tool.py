@@ -31,7 +31,8 @@ def test_vla_mbpo_from_the_shell_writes_a_fine_tuned_policy(cli, files, tmp_path
     code, text, err = cli("embodied", "vla-mbpo", "--policy", camera, "--demos", demos, "--out", out, "--rounds", 2,
                           "--real-tasks", 2, "--iterations", 2, *TINY)
     assert code == 0, err
-    assert "success on 2 training tasks" in text and out.exists() and (tmp_path / "tuned.safetensors.curve.png").exists()
+    assert "success on 2 training tasks" in text and out.exists()
+    assert (tmp_path / "tuned.safetensors.curve.png").exists()
     assert not (tmp_path / "tuned.safetensors.ckpt.safetensors").exists()
     base, tuned = tools.load_policy(camera), tools.load_policy(out)
     assert tuned.cfg == base.cfg

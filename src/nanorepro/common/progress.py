@@ -34,7 +34,7 @@ class ProgressTask:
         if self._plain_every is not None and time.monotonic() - self._last_line >= self._plain_every:
             self._last_line = time.monotonic()
             task = self._progress.tasks[self._id]
-            eta = "?" if task.time_remaining is None else _minutes(task.time_remaining)
+            eta = _minutes(_remaining(task)) if task.completed else "?"
             self._progress.console.print(
                 f"{task.description}: {task.completed:.0f}/{task.total:.0f} ({task.percentage:.0f}%), "
                 f"elapsed {_minutes(task.elapsed or 0.0)}, eta {eta}", highlight=False, soft_wrap=True)
@@ -58,6 +58,7 @@ class ProgressBoard:
             TimeRemainingColumn(),
             console=console,
             disable=not enabled,
+            speed_estimate_period=600.0,   # rounds of a minute or more still get an eta in the live bar
         )
 
     def __enter__(self) -> ProgressBoard:
@@ -72,6 +73,13 @@ class ProgressBoard:
 
     def log(self, message: str) -> None:
         self._progress.console.print(message, highlight=False, soft_wrap=True)
+
+
+def _remaining(task) -> float:
+    """rich's estimate (a recent window), or, for steps slower than the window, the average since the start."""
+    if task.time_remaining is not None:
+        return task.time_remaining
+    return (task.elapsed or 0.0) * (task.total - task.completed) / task.completed
 
 
 def _minutes(seconds: float) -> str:
