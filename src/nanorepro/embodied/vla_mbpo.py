@@ -351,7 +351,7 @@ class ChunkPPO:
 def sample_starts(pools: list[dict[str, torch.Tensor]], weights: list[float], n: int,
                   generator: torch.Generator) -> dict[str, torch.Tensor]:
     """``n`` start observations drawn from the non-empty pools in proportion to ``weights``."""
-    live = [(p, w) for p, w in zip(pools, weights, strict=True) if len(p["state"]) and w > 0]
+    live = [(p, w) for p, w in zip(pools, weights, strict=True) if p and len(p["state"]) and w > 0]
     if not live:
         raise ValueError("no start states to branch from")
     probs = torch.tensor([w for _, w in live], dtype=torch.float)
