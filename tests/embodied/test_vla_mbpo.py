@@ -3,6 +3,8 @@ import math
 import pytest
 import torch
 
+from nanorepro.embodied.demos import make_demos
+from nanorepro.embodied.pixel_world_model import PixelWorldModel, PixelWorldModelConfig, VQConfig, token_transitions
 from nanorepro.embodied.policy import ChunkPolicy, PolicyConfig
 from nanorepro.embodied.vla_mbpo import (
     BranchSchedule,
@@ -13,7 +15,7 @@ from nanorepro.embodied.vla_mbpo import (
     gae,
     ppo_clip_loss,
 )
-from nanorepro.envs.tabletop import MAX_WORDS
+from nanorepro.envs.tabletop import MAX_WORDS, Task
 
 
 def test_gae_over_chunks_by_hand():
@@ -222,3 +224,46 @@ def test_policy_loss_weights_each_sample():
     assert torch.allclose(policy.loss(obs, chunk, torch.ones(3)), plain)
     single = [policy.loss({k: v[i:i + 1] for k, v in obs.items()}, chunk[i:i + 1]) for i in range(3)]
     assert torch.allclose(policy.loss(obs, chunk, torch.tensor([0.0, 3.0, 0.0])), single[1])
+
+
+def test_real_transitions_pair_each_live_chunk_with_the_next_chunks_start_frames():
+    from nanorepro.embodied.vla_mbpo import real_transitions
+
+    class FirstPixel:   # a stand-in tokenizer: the code is an image's first pixel, so frames can be traced
+        def tokenize(self, head, wrist):
+            return head.flatten(1)[:, :1].long(), wrist.flatten(1)[:, :1].long()
+
+    T, B = 2, 2
+    frame = torch.arange(T * B + B, dtype=torch.uint8).view(T + 1, B, 1, 1, 1).expand(-1, -1, 4, 4, 3)
+    real = {"state": torch.rand(T, B, 30), "head": frame[:T], "wrist": frame[:T] + 100,
+            "chunk": torch.rand(T, B, 4, 3), "reward": torch.tensor([[0.0, 1.0], [1.0, 0.0]]),
+            "alive": torch.tensor([[True, True], [True, False]]), "instruction": torch.tensor([[7], [8]]),
+            "last": {"head": frame[T], "wrist": frame[T] + 100}}
+    out = real_transitions(FirstPixel(), real)
+    # live steps, time-major: (t0, b0), (t0, b1), (t1, b0); scene 1 was solved at t0 and is dropped after
+    assert out["head_now"].flatten().tolist() == [0, 1, 2]
+    assert out["head_next"].flatten().tolist() == [2, 3, 4]          # t1's start frames, then ``last``
+    assert out["wrist_next"].flatten().tolist() == [102, 103, 104]
+    assert out["solved"].tolist() == [0.0, 1.0, 1.0]
+    assert out["instruction"].flatten().tolist() == [7, 8, 7]
+    assert torch.equal(out["proprio"], real["state"][[0, 0, 1], [0, 1, 0], :5])
+    assert torch.equal(out["chunk"], real["chunk"][[0, 0, 1], [0, 1, 0]])
+
+
+def test_fine_tuning_on_real_chunks_teaches_the_success_head_their_labels_and_leaves_the_tokenizers():
+    torch.manual_seed(0)
+    cfg = PixelWorldModelConfig(vq=VQConfig(codes=16, code_dim=8, channels=8, steps=5, batch_size=16),
+                                d_model=32, layers=1, heads=2, steps=5, batch_size=16, lr=3e-3)
+    model = PixelWorldModel(32, 4, cfg)
+    data = make_demos([Task("place", 1, zone="top right")], seed=0, horizon=4)
+    demos = token_transitions(model, data, 4)
+    demos.pop("index")
+    demos["chunk"] = demos["chunk"].float()
+    failed = {**{k: v[:8] for k, v in demos.items()}, "solved": torch.zeros(8)}   # the same chunks, all failed
+    tokenizers = {k: v.clone() for k, v in model.tokenizers.state_dict().items()}
+    args = ({k: failed[k] for k in ("instruction", "chunk", "proprio", "head_now", "wrist_now")},)
+    before = model.predict_codes(*args)["success"].sigmoid().mean()
+    model.fine_tune([demos, failed], [0.0, 1.0], 40, torch.Generator().manual_seed(0))
+    assert model.predict_codes(*args)["success"].sigmoid().mean() < min(before, 0.2)
+    for k, v in model.tokenizers.state_dict().items():
+        assert torch.equal(v, tokenizers[k])

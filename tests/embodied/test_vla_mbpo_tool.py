@@ -1,5 +1,7 @@
 """`nanorepro embodied vla-mbpo`: a camera policy fine-tuned in the pixel world model, resumable per round."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -42,10 +44,13 @@ def test_vla_mbpo_from_the_shell_writes_a_fine_tuned_policy(cli, files, tmp_path
     assert len(saved["curve"]) == 3 and saved["curve"][0][0] == 0 and saved["curve"][2][0] > saved["curve"][1][0] > 0
 
 
-def test_a_run_killed_after_a_round_resumes_to_the_same_policy(files, tmp_path, monkeypatch):
+@pytest.mark.parametrize("refit_steps", [0, 2])
+def test_a_run_killed_after_a_round_resumes_to_the_same_policy(files, tmp_path, monkeypatch, refit_steps):
+    """With ``refit_steps`` the world model changes every round: the resumed run must carry it and the real chunks."""
     demos, camera, _ = files
     board = ProgressBoard(enabled=False)
-    whole = tools.fine_tune_vla_mbpo(camera, demos, tmp_path / "whole.safetensors", TINY_CFG, 3, board)
+    cfg = dataclasses.replace(TINY_CFG, refit_steps=refit_steps)
+    whole = tools.fine_tune_vla_mbpo(camera, demos, tmp_path / "whole.safetensors", cfg, 3, board)
 
     real, calls = ImaginedPPO.improve, []
 
@@ -58,10 +63,10 @@ def test_a_run_killed_after_a_round_resumes_to_the_same_policy(files, tmp_path, 
     out = tmp_path / "resumed.safetensors"
     monkeypatch.setattr(ImaginedPPO, "improve", dies_in_the_second_round)
     with pytest.raises(KeyboardInterrupt):
-        tools.fine_tune_vla_mbpo(camera, demos, out, TINY_CFG, 3, board)
+        tools.fine_tune_vla_mbpo(camera, demos, out, cfg, 3, board)
     assert tools.load_checkpoint(tmp_path / "resumed.safetensors.ckpt.safetensors")["round"] == 1
     monkeypatch.setattr(tools.PixelWorldModel, "fit", _refuse("the world model was trained again"))
-    resumed = tools.fine_tune_vla_mbpo(camera, demos, out, TINY_CFG, 3, board)
+    resumed = tools.fine_tune_vla_mbpo(camera, demos, out, cfg, 3, board)
     assert len(calls) == 3 and resumed["curve"] == whole["curve"]
     a, b = tools.load_policy(tmp_path / "whole.safetensors"), tools.load_policy(out)
     for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):

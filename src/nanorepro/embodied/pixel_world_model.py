@@ -261,6 +261,28 @@ class PixelWorldModel(nn.Module):
                 on_step(step)
         return curve
 
+    def fine_tune(self, pools: list[dict[str, torch.Tensor]], shares: list[float], steps: int,
+                  generator: torch.Generator) -> list[float]:
+        """``steps`` more steps of the dynamics at a constant learning rate, each batch drawn from the
+        transition pools in ``shares`` (e.g. the demonstrations and the policy's own real chunks)."""
+        sizes = [round(f * self.cfg.batch_size) for f in shares]
+        sizes[0] += self.cfg.batch_size - sum(sizes)
+        params = [p for n, p in self.named_parameters() if not n.startswith("tokenizers.")]
+        opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=0.01)
+        curve = []
+        self.train()
+        for _ in range(steps):
+            parts = [{k: v[torch.randint(len(pool["solved"]), (n,), generator=generator)] for k, v in pool.items()}
+                     for pool, n in zip(pools, sizes, strict=True) if n and len(pool["solved"])]
+            loss = self.loss({k: torch.cat([part[k] for part in parts]) for k in parts[0]})
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            curve.append(loss.item())
+        self.eval()
+        return curve
+
 
 def token_transitions(model: PixelWorldModel, data: dict[str, np.ndarray], horizon: int,
                       batch_size: int = 1024) -> dict[str, torch.Tensor]:

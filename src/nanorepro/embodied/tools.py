@@ -379,6 +379,15 @@ class VlaMbpoToolConfig:
     eval_tasks: int = 100
     max_steps: int = 300
     grasp_max_speed: float = SUP_GRASP_MAX_SPEED
+    refit_steps: int = 0            # ours, off: world-model steps on the policy's real chunks after each round
+    refit_real_share: float = 0.5
+
+
+def _wm_transitions(wm: PixelWorldModel, data: dict[str, np.ndarray], horizon: int) -> dict[str, torch.Tensor]:
+    transitions = token_transitions(wm, data, horizon)
+    transitions.pop("index")
+    transitions["chunk"] = transitions["chunk"].float()
+    return transitions
 
 
 def _first_frames(data: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -400,6 +409,8 @@ def fine_tune_vla_mbpo(policy_path: Path, demos_path: Path, out: Path, cfg: VlaM
         raise UserError("rounds, real_tasks, iterations, branch_chunks and eval_tasks must be at least 1")
     if not 0.0 <= cfg.own_start_fraction <= 1.0 or not 0.0 < cfg.uncertainty_quantile <= 1.0:
         raise UserError("own_start_fraction must lie in [0, 1] and uncertainty_quantile in (0, 1]")
+    if cfg.refit_steps < 0 or not 0.0 <= cfg.refit_real_share <= 1.0:
+        raise UserError("refit_steps must be at least 0 and refit_real_share in [0, 1]")
     data = load_demos(demos_path)
     H, view_size = policy.cfg.horizon, policy.cfg.view_size
     if int(data["chunk"]) != H or int(data["head"].shape[1]) != view_size:
@@ -421,17 +432,15 @@ def fine_tune_vla_mbpo(policy_path: Path, demos_path: Path, out: Path, cfg: VlaM
         wm_bar = board.task("world model: VQ tokenizers, dynamics", total=2 * cfg.vq_steps + cfg.wm_steps)
         for view in ("head", "wrist"):
             wm.tokenizers[view].fit(torch.as_tensor(data[view]), seed=seed, on_step=lambda _s: wm_bar.advance(1))
-        transitions = token_transitions(wm, data, H)
-        transitions.pop("index")
-        transitions["chunk"] = transitions["chunk"].float()
-        wm.fit(transitions, seed=seed, on_step=lambda _s: wm_bar.advance(1))
+        wm.fit(_wm_transitions(wm, data, H), seed=seed, on_step=lambda _s: wm_bar.advance(1))
         wm_bar.finish()
         wm.eval()
         held_seed = scene_seed(seed, "vla-mbpo held-out demonstrations")
         held = make_demos(sample_tasks("train", cfg.held_out_demos, held_seed), held_seed, H, config)
         held_chunks = {k: torch.as_tensor(v) for k, v in demo_chunks(held, H).items()}
         base = float(evaluate_policy(policy, eval_tasks, eval_seed, cfg.max_steps, config).mean())
-        state.update(world_model=wm.state_dict(), threshold=uncertainty_cut(wm, held_chunks, cfg.uncertainty_quantile),
+        threshold = uncertainty_cut(wm, held_chunks, cfg.uncertainty_quantile)
+        state.update(world_model={k: v.clone() for k, v in wm.state_dict().items()}, threshold=threshold,
                      base_success=base, round=0, real_steps=0, curve=[[0, base]], branch_success=[])
         save_checkpoint(ckpt, state)
         board.log(f"world model trained; the base policy solves {base:.3f} of {cfg.eval_tasks} training tasks")
@@ -441,9 +450,11 @@ def fine_tune_vla_mbpo(policy_path: Path, demos_path: Path, out: Path, cfg: VlaM
     demo_pool = {k: torch.as_tensor(data[k]) for k in ("state", "head", "wrist")}
     demo_pool["instruction"] = torch.as_tensor(data["instruction"][data["episode"]])
     loop_cfg = LoopConfig(cfg.branch_chunks, cfg.iterations, cfg.imagined_chunks,
-                          own_start_fraction=cfg.own_start_fraction)
+                          own_start_fraction=cfg.own_start_fraction, refit_steps=cfg.refit_steps,
+                          refit_real_share=cfg.refit_real_share)
     ppo_cfg = PPOConfig(lr=cfg.ppo_lr, epochs=cfg.ppo_epochs, clip=cfg.clip, kl_coef=cfg.kl_coef)
-    loop = ImaginedPPO(policy, wm, state["threshold"], demo_pool, _first_frames(data), loop_cfg, ppo_cfg, seed)
+    loop = ImaginedPPO(policy, wm, state["threshold"], demo_pool, _first_frames(data), loop_cfg, ppo_cfg, seed,
+                       _wm_transitions(wm, data, H) if cfg.refit_steps else None)
     if "loop" in state:
         loop.load_state_dict(state["loop"])
     bar.advance(state["round"])

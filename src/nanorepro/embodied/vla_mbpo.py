@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nanorepro.embodied.pixel_world_model import PixelWorldModel, gripper_from_head
+from nanorepro.embodied.pixel_world_model import PROPRIO, PixelWorldModel, gripper_from_head
 from nanorepro.embodied.policy import ChunkPolicy, as_tensors
 from nanorepro.envs.tabletop import Tabletop, TabletopConfig, Task
 from nanorepro.nn.mlp import mlp
@@ -384,6 +384,8 @@ class LoopConfig:
     full_horizon: int = 10          # chunks a full-horizon branch runs
     own_start_fraction: float = 0.5 # branch starts from the policy's own real chunk starts, once there are some
     retain_epochs: int = 1          # PPO is on-policy: imagined data lives one iteration
+    refit_steps: int = 0            # ours, off by default: world-model steps on the real chunks after each round
+    refit_real_share: float = 0.5   # share of each refit batch drawn from the policy's real chunks
 
 
 class ImaginedPPO:
@@ -397,13 +399,21 @@ class ImaginedPPO:
             branch <- k chunks in the world model (success reward, cut above max_uncertainty)
             PPO on the branch's live steps
 
+    With ``cfg.refit_steps`` (**ours**, not the paper's), ``add_real`` also trains the world
+    model on the policy's real chunks so far (``real_transitions``: the suite's success labels)
+    mixed with the demonstrations' ``demo_transitions``, as MBPO retrains its model on real
+    data: a success head trained on demonstrations alone rewards the policy's imagined chunks
+    far more often than the suite does (docs/vla_mbpo.md). It changes ``world_model`` in place.
+
     ``state_dict()`` holds everything the next round needs (policy, value, optimisers, samplers,
-    pools), so a run can stop and resume at a round boundary with the same numbers.
+    pools, the refit world model), so a run can stop and resume at a round boundary with the same numbers.
     """
 
     def __init__(self, policy: ChunkPolicy, world_model: PixelWorldModel, max_uncertainty: float,
                  demo_pool: dict[str, torch.Tensor], demo_first: dict[str, torch.Tensor], cfg: LoopConfig,
-                 ppo_cfg: PPOConfig, seed: int):
+                 ppo_cfg: PPOConfig, seed: int, demo_transitions: dict[str, torch.Tensor] | None = None):
+        if cfg.refit_steps and demo_transitions is None:
+            raise ValueError("refit_steps needs the demonstrations' world-model transitions (demo_transitions)")
         self.policy, self.world_model, self.cfg = policy, world_model, cfg
         self.full = cfg.branch_chunks == 0
         self.max_uncertainty = float("inf") if self.full else max_uncertainty
@@ -415,6 +425,8 @@ class ImaginedPPO:
         self.buffer = ImaginedBuffer(cfg.retain_epochs)
         self.own: dict[str, torch.Tensor] = {}
         self.own_first: dict[str, torch.Tensor] = {}
+        self.demo_transitions = demo_transitions
+        self.real_transitions: dict[str, torch.Tensor] = {}
         self.epoch = 0
 
     def add_real(self, real: dict[str, torch.Tensor]) -> None:
@@ -422,6 +434,13 @@ class ImaginedPPO:
         self.own = _concat(self.own, live_starts(real))
         self.own_first = _concat(self.own_first, {**{k: real[k][0] for k in ("state", "head", "wrist")},
                                                   "instruction": real["instruction"]})
+        if self.cfg.refit_steps:
+            new = real_transitions(self.world_model, real)
+            self.real_transitions = {k: torch.cat([self.real_transitions[k], v]) if self.real_transitions else v
+                                     for k, v in new.items()}
+            share = self.cfg.refit_real_share
+            self.world_model.fine_tune([self.demo_transitions, self.real_transitions], [1 - share, share],
+                                       self.cfg.refit_steps, self.generator)
 
     def improve(self) -> dict:
         """One round's PPO iterations on imagined branches: mean branch reward, branch lengths, last PPO stats."""
@@ -447,7 +466,9 @@ class ImaginedPPO:
                 "policy_opt": self.ppo.policy_opt.state_dict(), "value_opt": self.ppo.value_opt.state_dict(),
                 "ppo_generator": self.ppo.generator.get_state(), "generator": self.generator.get_state(),
                 "own": self.own, "own_first": self.own_first, "buffer": self.buffer.data,
-                "born": self.buffer.born, "epoch": self.epoch}
+                "born": self.buffer.born, "epoch": self.epoch,
+                **({"world_model": self.world_model.state_dict(), "real_transitions": self.real_transitions}
+                   if self.cfg.refit_steps else {})}
 
     def load_state_dict(self, state: dict) -> None:
         self.policy.load_state_dict(state["policy"])
@@ -459,6 +480,25 @@ class ImaginedPPO:
         self.own, self.own_first = dict(state["own"]), dict(state["own_first"])
         self.buffer.data, self.buffer.born = dict(state["buffer"]), state["born"]
         self.epoch = int(state["epoch"])
+        if self.cfg.refit_steps:
+            self.world_model.load_state_dict(state["world_model"])
+            self.real_transitions = dict(state["real_transitions"])
+
+
+@torch.no_grad()
+def real_transitions(world_model: PixelWorldModel, real: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The live chunks of ``real_rollouts`` as tokenized world-model transitions (``token_transitions``' layout):
+    each chunk's start frames, the next chunk's start frames (``last`` after the final one) as its end frames,
+    and the suite's success as the label."""
+    T = real["reward"].shape[0]
+    keep = real["alive"].flatten()
+    now = {k: real[k].flatten(0, 1)[keep] for k in ("state", "head", "wrist", "chunk")}
+    after = {k: torch.cat([real[k][1:], real["last"][k][None]]).flatten(0, 1)[keep] for k in ("head", "wrist")}
+    head_now, wrist_now = world_model.tokenize(now["head"], now["wrist"])
+    head_next, wrist_next = world_model.tokenize(after["head"], after["wrist"])
+    return {"instruction": real["instruction"].repeat(T, 1)[keep], "chunk": now["chunk"].float(),
+            "proprio": now["state"][:, :PROPRIO], "head_now": head_now, "wrist_now": wrist_now,
+            "head_next": head_next, "wrist_next": wrist_next, "solved": real["reward"].flatten()[keep].float()}
 
 
 def _concat(pool: dict[str, torch.Tensor], more: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
