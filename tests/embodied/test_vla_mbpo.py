@@ -133,6 +133,15 @@ def test_branched_rollouts_shapes_rewards_end_branches_and_uncertainty_cuts_them
         wm.success.bias.fill_(20.0)            # succeeds at once: reward 1 on the first chunk, then the branch ends
     done = branched_rollouts(policy, wm, starts, k=3, max_uncertainty=1e9)
     assert done["reward"][0].sum() == 6 and done["reward"][1:].sum() == 0 and not done["alive"][1:].any()
+    with torch.no_grad():                      # p = 1/4 after every chunk, below the 0.5 threshold
+        wm.success.weight.zero_()
+        wm.success.bias.fill_(math.log(0.25 / 0.75))
+    soft = branched_rollouts(policy, wm, starts, k=3, max_uncertainty=1e9, reward="probability")
+    first_success = [0.25, 0.75 * 0.25, 0.75 * 0.75 * 0.25]   # p_t * prod_{s<t} (1 - p_s)
+    assert soft["reward"][:, 0].tolist() == pytest.approx(first_success) and soft["alive"].all()
+    assert branched_rollouts(policy, wm, starts, k=3, max_uncertainty=1e9)["reward"].sum() == 0
+    with pytest.raises(ValueError, match="unknown reward"):
+        branched_rollouts(policy, wm, starts, k=1, max_uncertainty=1e9, reward="dense")
 
 
 def test_gae_with_a_cut_branch_bootstraps_from_the_cut_value_and_ignores_steps_outside_the_branch():

@@ -60,7 +60,7 @@ from nanorepro.embodied.sup import (
     random_rates,
     train_scheduler,
 )
-from nanorepro.embodied.vla_mbpo import ImaginedPPO, LoopConfig, PPOConfig, real_rollouts, uncertainty_cut
+from nanorepro.embodied.vla_mbpo import REWARDS, ImaginedPPO, LoopConfig, PPOConfig, real_rollouts, uncertainty_cut
 from nanorepro.embodied.world_model import demo_chunks
 from nanorepro.envs.tabletop import TabletopConfig, sample_tasks, scene_seed
 
@@ -381,6 +381,7 @@ class VlaMbpoToolConfig:
     grasp_max_speed: float = SUP_GRASP_MAX_SPEED
     refit_steps: int = 0            # ours, off: world-model steps on the policy's real chunks after each round
     refit_real_share: float = 0.5
+    reward: str = "threshold"       # or "probability" (ours): the head's probability of a first success
 
 
 def _wm_transitions(wm: PixelWorldModel, data: dict[str, np.ndarray], horizon: int) -> dict[str, torch.Tensor]:
@@ -411,6 +412,8 @@ def fine_tune_vla_mbpo(policy_path: Path, demos_path: Path, out: Path, cfg: VlaM
         raise UserError("own_start_fraction must lie in [0, 1] and uncertainty_quantile in (0, 1]")
     if cfg.refit_steps < 0 or not 0.0 <= cfg.refit_real_share <= 1.0:
         raise UserError("refit_steps must be at least 0 and refit_real_share in [0, 1]")
+    if cfg.reward not in REWARDS:
+        raise UserError(f"unknown reward '{cfg.reward}' (choose from {', '.join(REWARDS)})")
     data = load_demos(demos_path)
     H, view_size = policy.cfg.horizon, policy.cfg.view_size
     if int(data["chunk"]) != H or int(data["head"].shape[1]) != view_size:
@@ -451,7 +454,7 @@ def fine_tune_vla_mbpo(policy_path: Path, demos_path: Path, out: Path, cfg: VlaM
     demo_pool["instruction"] = torch.as_tensor(data["instruction"][data["episode"]])
     loop_cfg = LoopConfig(cfg.branch_chunks, cfg.iterations, cfg.imagined_chunks,
                           own_start_fraction=cfg.own_start_fraction, refit_steps=cfg.refit_steps,
-                          refit_real_share=cfg.refit_real_share)
+                          refit_real_share=cfg.refit_real_share, reward=cfg.reward)
     ppo_cfg = PPOConfig(lr=cfg.ppo_lr, epochs=cfg.ppo_epochs, clip=cfg.clip, kl_coef=cfg.kl_coef)
     loop = ImaginedPPO(policy, wm, state["threshold"], demo_pool, _first_frames(data), loop_cfg, ppo_cfg, seed,
                        _wm_transitions(wm, data, H) if cfg.refit_steps else None)

@@ -102,16 +102,19 @@ class TwinValue(nn.Module):
 @torch.no_grad()
 def branched_rollouts(policy: ChunkPolicy, world_model: PixelWorldModel, starts: dict[str, torch.Tensor], k: int,
                       max_uncertainty: float, control_dt: float = 0.1, success_threshold: float = 0.5,
-                      generator: torch.Generator | None = None, deterministic: bool = False
-                      ) -> dict[str, torch.Tensor]:
+                      generator: torch.Generator | None = None, deterministic: bool = False,
+                      reward: str = "threshold") -> dict[str, torch.Tensor]:
     """Roll ``k`` chunks from each start (state, head, wrist, instruction) inside the pixel world model.
 
     Each chunk is sampled from the policy (its mean with ``deterministic``); the world model
     predicts both views at its end, a success logit (reward 1 and the branch ends when its
     probability exceeds ``success_threshold``) and an uncertainty (the branch is cut, to be
-    bootstrapped by the critic, once it exceeds ``max_uncertainty``). Proprioception in imagination, **ours**
-    (the paper holds it fixed): the gripper is decoded from the predicted head view, the
-    grip is the chunk's last command, the velocity the chunk's mean displacement rate.
+    bootstrapped by the critic, once it exceeds ``max_uncertainty``). With ``reward="probability"``
+    (**ours**) the reward is the head's probability that the first success comes after this chunk,
+    p_t * prod_{s<t} (1 - p_s): a calibrated head seldom passes 0.5, so thresholding it gives no signal.
+    Proprioception in imagination, **ours** (the paper holds it fixed): the gripper is decoded
+    from the predicted head view, the grip is the chunk's last command, the velocity the chunk's
+    mean displacement rate.
     Returns (k, B, ...) tensors: the observations each chunk started from, ``chunk``,
     ``log_prob``, ``reward``, ``done``, ``alive`` (the step is part of the branch) and
     ``uncertainty``, plus ``last`` — the observations after the final chunk (for bootstrapping)
@@ -119,10 +122,13 @@ def branched_rollouts(policy: ChunkPolicy, world_model: PixelWorldModel, starts:
     """
     if policy.cfg.privileged_state or policy.cfg.encoder == "objects":
         raise ValueError("imagined rollouts have no object poses: the policy must not read the privileged state")
+    if reward not in REWARDS:
+        raise ValueError(f"unknown reward '{reward}' (choose from {', '.join(REWARDS)})")
     obs = {k_: starts[k_] for k_ in ("state", "head", "wrist")}
     instruction = starts["instruction"]
     B = len(instruction)
     alive = torch.ones(B, dtype=torch.bool)
+    not_yet = torch.ones(B)   # the head's probability that no success came before
     steps: dict[str, list] = {n: [] for n in ("state", "head", "wrist", "chunk", "log_prob", "reward", "done",
                                               "alive", "uncertainty")}
     for _ in range(k):
@@ -134,9 +140,12 @@ def branched_rollouts(policy: ChunkPolicy, world_model: PixelWorldModel, starts:
             chunk = policy.sample(current, generator)
         log_prob = chunk_log_prob(policy, current, chunk)
         head, wrist, logit, uncertainty = world_model.predict(obs, instruction, chunk)
-        success = (logit.sigmoid() > success_threshold) & alive
+        p = logit.sigmoid()
+        success = (p > success_threshold) & alive
+        gain = success.float() if reward == "threshold" else p * not_yet * alive
+        not_yet = not_yet * (1 - p)
         for name, value in (("state", obs["state"]), ("head", obs["head"]), ("wrist", obs["wrist"]),
-                            ("chunk", chunk), ("log_prob", log_prob), ("reward", success.float()),
+                            ("chunk", chunk), ("log_prob", log_prob), ("reward", gain),
                             ("done", success), ("alive", alive.clone()), ("uncertainty", uncertainty)):
             steps[name].append(value)
         alive = alive & ~success & (uncertainty <= max_uncertainty)
@@ -149,6 +158,9 @@ def branched_rollouts(policy: ChunkPolicy, world_model: PixelWorldModel, starts:
     out["last"] = {**obs, "instruction": instruction}
     out["instruction"] = instruction
     return out
+
+
+REWARDS = ("threshold", "probability")
 
 
 def _to_uint8(images_B3PP: torch.Tensor) -> torch.Tensor:
@@ -386,6 +398,7 @@ class LoopConfig:
     retain_epochs: int = 1          # PPO is on-policy: imagined data lives one iteration
     refit_steps: int = 0            # ours, off by default: world-model steps on the real chunks after each round
     refit_real_share: float = 0.5   # share of each refit batch drawn from the policy's real chunks
+    reward: str = "threshold"       # or "probability" (ours): see branched_rollouts
 
 
 class ImaginedPPO:
@@ -452,7 +465,7 @@ class ImaginedPPO:
             pools = [self.demo_first, self.own_first] if self.full else [self.demo_pool, self.own]
             starts = sample_starts(pools, [1 - f, f], n, self.generator)
             branch = branched_rollouts(self.policy, self.world_model, starts, length, self.max_uncertainty,
-                                       generator=self.generator)
+                                       generator=self.generator, reward=cfg.reward)
             branch_success.append(float(branch["reward"].sum(0).mean()))
             lengths.append(float(branch["alive"].float().sum(0).mean()))
             self.buffer.prune(self.epoch)
