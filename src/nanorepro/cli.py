@@ -701,7 +701,8 @@ def embodied_vla_mbpo(
     grasp_max_speed: float = GRASP_MAX_SPEED,
     seed: int = typer.Option(0, "--seed"),
     overrides: list[str] | None = typer.Option(None, "--set", help="VlaMbpoToolConfig override key=value "
-                                               "(e.g. wm_steps, ppo_lr, kl_coef, eval_tasks)."),
+                                               "(e.g. wm_steps, ppo_lr, kl_coef, eval_tasks; ours: refit_steps, "
+                                               "reward=probability)."),
 ) -> None:
     """Fine-tune a camera policy by chunk-level PPO on branched rollouts in the two-view pixel world model.
 
