@@ -404,9 +404,9 @@ class LoopConfig:
 class ImaginedPPO:
     """VLA-MBPO's improvement loop for one policy (``docs/vla_mbpo.md``, "The loop"):
 
-        real = real_rollouts(policy, tasks)                     # the round's real-step budget
-        own pool <- own pool + real chunk starts
-        repeat iterations_per_round:
+        loop.add_real(real_rollouts(policy, tasks))           # the round's real-step budget (the caller's)
+            own pool <- own pool + real chunk starts
+        loop.improve():  repeat iterations_per_round
             k <- MBPO schedule (1 -> k over the first round)
             starts <- imagined_chunks / k frames, from the demonstrations and the own pool
             branch <- k chunks in the world model (success reward, cut above max_uncertainty)
