@@ -98,8 +98,6 @@ def main() -> None:
     for view in ("head", "wrist"):
         wm.tokenizers[view].fit(torch.as_tensor(demos[view]), seed=0)
     transitions = token_transitions(wm, demos, 8)
-    transitions.pop("index")
-    transitions["chunk"] = transitions["chunk"].float()
     pool = {k: torch.as_tensor(demos[k]) for k in ("state", "head", "wrist")}
     pool["instruction"] = torch.as_tensor(demos["instruction"][demos["episode"]])
 

@@ -75,5 +75,6 @@ def main() -> None:
             print(f"[{arm}] round {r + 1}: {score(student)} (demonstrations only; {time.time() - start:.0f} s)",
                   flush=True)
 
+
 if __name__ == "__main__":
     main()

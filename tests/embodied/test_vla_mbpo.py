@@ -266,8 +266,6 @@ def test_fine_tuning_on_real_chunks_teaches_the_success_head_their_labels_and_le
     model = PixelWorldModel(32, 4, cfg)
     data = make_demos([Task("place", 1, zone="top right")], seed=0, horizon=4)
     demos = token_transitions(model, data, 4)
-    demos.pop("index")
-    demos["chunk"] = demos["chunk"].float()
     failed = {**{k: v[:8] for k, v in demos.items()}, "solved": torch.zeros(8)}   # the same chunks, all failed
     tokenizers = {k: v.clone() for k, v in model.tokenizers.state_dict().items()}
     args = ({k: failed[k] for k in ("instruction", "chunk", "proprio", "head_now", "wrist_now")},)

@@ -204,8 +204,6 @@ def tabletop_run(cfg: TabletopWorldModelsConfig, ctx: RunContext) -> Metrics:
         model.tokenizers.load_state_dict(state["tokenizers"])
     pixel = state.setdefault("pixel", {})
     transitions = token_transitions(models["interleaved"], demos, cfg.horizon)
-    transitions.pop("index")
-    transitions["chunk"] = transitions["chunk"].float()
     eval_rows = np.random.default_rng(seed).permutation(len(real["demos"]["solved"]))[: cfg.wm_eval]
     held_eval = {k: v[np.sort(eval_rows)] for k, v in real["demos"].items()}
     frames = state.setdefault("frames", {})

@@ -295,9 +295,8 @@ def token_transitions(model: PixelWorldModel, data: dict[str, np.ndarray], horiz
         codes[view] = torch.cat([model.tokenizers[view].encode(images[i: i + batch_size])
                                  for i in range(0, n, batch_size)])
     return {
-        "index": torch.as_tensor(start),
         "instruction": torch.as_tensor(data["instruction"][episode[start]]),
-        "chunk": torch.as_tensor(data["action"][start[:, None] + np.arange(horizon)]),
+        "chunk": torch.as_tensor(data["action"][start[:, None] + np.arange(horizon)]).float(),
         "proprio": torch.as_tensor(data["state"][start, :PROPRIO]),
         "head_now": codes["head"][start], "wrist_now": codes["wrist"][start],
         "head_next": codes["head"][start + horizon], "wrist_next": codes["wrist"][start + horizon],

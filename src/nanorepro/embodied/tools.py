@@ -60,7 +60,15 @@ from nanorepro.embodied.sup import (
     random_rates,
     train_scheduler,
 )
-from nanorepro.embodied.vla_mbpo import REWARDS, ImaginedPPO, LoopConfig, PPOConfig, real_rollouts, uncertainty_cut
+from nanorepro.embodied.vla_mbpo import (
+    REWARDS,
+    ImaginedPPO,
+    LoopConfig,
+    PPOConfig,
+    demo_starts,
+    real_rollouts,
+    uncertainty_cut,
+)
 from nanorepro.embodied.world_model import demo_chunks
 from nanorepro.envs.tabletop import TabletopConfig, sample_tasks, scene_seed
 
@@ -384,19 +392,6 @@ class VlaMbpoToolConfig:
     reward: str = "threshold"       # or "probability" (ours): the head's probability of a first success
 
 
-def _wm_transitions(wm: PixelWorldModel, data: dict[str, np.ndarray], horizon: int) -> dict[str, torch.Tensor]:
-    transitions = token_transitions(wm, data, horizon)
-    transitions.pop("index")
-    transitions["chunk"] = transitions["chunk"].float()
-    return transitions
-
-
-def _first_frames(data: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    first = np.flatnonzero(np.r_[True, data["episode"][1:] != data["episode"][:-1]])
-    return {**{k: torch.as_tensor(data[k][first]) for k in ("state", "head", "wrist")},
-            "instruction": torch.as_tensor(data["instruction"])}
-
-
 def fine_tune_vla_mbpo(policy_path: Path, demos_path: Path, out: Path, cfg: VlaMbpoToolConfig, seed: int,
                        board) -> dict:
     """VLA-MBPO for a camera policy: the two-view pixel world model on the demonstrations, then ``rounds`` of
@@ -435,7 +430,7 @@ def fine_tune_vla_mbpo(policy_path: Path, demos_path: Path, out: Path, cfg: VlaM
         wm_bar = board.task("world model: VQ tokenizers, dynamics", total=2 * cfg.vq_steps + cfg.wm_steps)
         for view in ("head", "wrist"):
             wm.tokenizers[view].fit(torch.as_tensor(data[view]), seed=seed, on_step=lambda _s: wm_bar.advance(1))
-        wm.fit(_wm_transitions(wm, data, H), seed=seed, on_step=lambda _s: wm_bar.advance(1))
+        wm.fit(token_transitions(wm, data, H), seed=seed, on_step=lambda _s: wm_bar.advance(1))
         wm_bar.finish()
         wm.eval()
         held_seed = scene_seed(seed, "vla-mbpo held-out demonstrations")
@@ -450,14 +445,12 @@ def fine_tune_vla_mbpo(policy_path: Path, demos_path: Path, out: Path, cfg: VlaM
     wm.load_state_dict(state["world_model"])
     wm.eval()
     bar.advance(2)
-    demo_pool = {k: torch.as_tensor(data[k]) for k in ("state", "head", "wrist")}
-    demo_pool["instruction"] = torch.as_tensor(data["instruction"][data["episode"]])
     loop_cfg = LoopConfig(cfg.branch_chunks, cfg.iterations, cfg.imagined_chunks,
                           own_start_fraction=cfg.own_start_fraction, refit_steps=cfg.refit_steps,
                           refit_real_share=cfg.refit_real_share, reward=cfg.reward)
     ppo_cfg = PPOConfig(lr=cfg.ppo_lr, epochs=cfg.ppo_epochs, clip=cfg.clip, kl_coef=cfg.kl_coef)
-    loop = ImaginedPPO(policy, wm, state["threshold"], demo_pool, _first_frames(data), loop_cfg, ppo_cfg, seed,
-                       _wm_transitions(wm, data, H) if cfg.refit_steps else None)
+    loop = ImaginedPPO(policy, wm, state["threshold"], *demo_starts(data), loop_cfg, ppo_cfg, seed,
+                       token_transitions(wm, data, H) if cfg.refit_steps else None)
     if "loop" in state:
         loop.load_state_dict(state["loop"])
     bar.advance(state["round"])

@@ -377,6 +377,14 @@ def sample_starts(pools: list[dict[str, torch.Tensor]], weights: list[float], n:
     return {k: torch.cat([p[k] for p in parts]) for k in OBS}
 
 
+def demo_starts(demos: dict[str, np.ndarray]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Branch starts from demonstration arrays: every frame, and each episode's first frame."""
+    pool = {k: torch.as_tensor(demos[k]) for k in ("state", "head", "wrist")}
+    pool["instruction"] = torch.as_tensor(demos["instruction"][demos["episode"]])
+    first = np.flatnonzero(np.r_[True, demos["episode"][1:] != demos["episode"][:-1]])
+    return pool, {k: v[torch.as_tensor(first)] for k, v in pool.items()}
+
+
 def live_starts(rollout: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The observations at which a rollout's live chunks started (new branch starts)."""
     T = rollout["reward"].shape[0]

@@ -39,6 +39,7 @@ from nanorepro.embodied.vla_mbpo import (
     LoopConfig,
     PPOConfig,
     branched_rollouts,
+    demo_starts,
     real_rollouts,
     uncertainty_cut,
 )
@@ -163,8 +164,6 @@ def vla_mbpo_run(cfg: VlaMbpoConfig, ctx: RunContext) -> Metrics:
             models["interleaved"].tokenizers[v].fit(torch.as_tensor(demos[v]), seed=seed)
         models["independent"].tokenizers.load_state_dict(models["interleaved"].tokenizers.state_dict())
         transitions = token_transitions(models["interleaved"], demos, H)
-        transitions.pop("index")
-        transitions["chunk"] = transitions["chunk"].float()
         held_chunks = {k: torch.as_tensor(v) for k, v in demo_chunks(held, H).items()}
         thresholds = {}
         for name, model in models.items():
@@ -181,10 +180,7 @@ def vla_mbpo_run(cfg: VlaMbpoConfig, ctx: RunContext) -> Metrics:
         model.eval()
     bar.advance(1)
 
-    demo_pool = {k: torch.as_tensor(demos[k]) for k in ("state", "head", "wrist")}
-    demo_pool["instruction"] = torch.as_tensor(demos["instruction"][demos["episode"]])
-    first = np.flatnonzero(np.r_[True, demos["episode"][1:] != demos["episode"][:-1]])
-    demo_first = {k: v[torch.as_tensor(first)] for k, v in demo_pool.items()}
+    demo_pool, demo_first = demo_starts(demos)
     imagined_starts = _first_frames(eval_tasks[: cfg.imagined_eval_tasks], eval_seed, view_size)
     episode_chunks = -(-cfg.max_steps // H)
 
