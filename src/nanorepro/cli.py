@@ -560,7 +560,7 @@ def imitation_evaluate(
 
 embodied_app = typer.Typer(no_args_is_help=True,
                            help="Tabletop: demonstrations, chunked policies (cloned, distilled, fine-tuned by "
-                           "VLA-MBPO), SuP's scheduler.")
+                           "VLA-MBPO, trained offline on VLGOR's imagined rollouts), SuP's scheduler.")
 app.add_typer(embodied_app, name="embodied")
 embodied_app.callback()(_threads(EMBODIED_THREADS))
 GRASP_MAX_SPEED = typer.Option(0.15, "--grasp-max-speed", help="Table/s above which closing grasps nothing "
@@ -717,6 +717,45 @@ def embodied_vla_mbpo(
         info = fine_tune_vla_mbpo(policy, demos, out, cfg, seed, board)
     typer.echo(f"success on {cfg.eval_tasks} training tasks: {info['base_success']:.3f} -> {info['success']:.3f} "
                f"after {info['real_steps']} real control steps -> {info['policy']} (curve: {info['plot']})")
+
+
+@embodied_app.command("vlgor")
+def embodied_vlgor(
+    demos: Path = typer.Option(..., "--demos", help="Demonstrations (.npz from make-demos): the generator's, the "
+                               "filter's and the offline RL's data."),
+    out: Path = typer.Option(Path("vlgor.safetensors"), "--out", help="Policy file to write (reads the object "
+                             "poses: --encoder objects)."),
+    imagined: int = typer.Option(1024, "--imagined", help="Counterfactual rollouts to imagine."),
+    generator_steps: int = typer.Option(2500, "--generator-steps", help="Rollout generator training steps."),
+    policy_steps: int = typer.Option(2500, "--policy-steps", help="AWR steps of each policy."),
+    compare: bool = typer.Option(True, "--compare/--no-compare", help="Also train IQL on the real demonstrations "
+                                 "alone, from the same initialisation, and evaluate both on the same tasks."),
+    eval_tasks: int = typer.Option(100, "--eval-tasks", help="Tasks per split (train, unseen); 0: no evaluation."),
+    grasp_max_speed: float = GRASP_MAX_SPEED,
+    seed: int = typer.Option(0, "--seed"),
+    overrides: list[str] | None = typer.Option(None, "--set", help="VlgorToolConfig override key=value "
+                                               "(e.g. chunks, wm_steps, filter_quantile, imagined_fraction, beta)."),
+) -> None:
+    """Offline RL on the demonstrations plus imagined counterfactual rollouts (VLGOR), for unseen tasks.
+
+    Interrupted? Run the same command again: it resumes after the last finished stage.
+    """
+    from nanorepro.common.config import apply_overrides
+    from nanorepro.embodied.tools import VlgorToolConfig, train_vlgor
+
+    cfg = apply_overrides(VlgorToolConfig(imagined=imagined, generator_steps=generator_steps,
+                                          policy_steps=policy_steps, compare=compare, eval_tasks=eval_tasks,
+                                          grasp_max_speed=grasp_max_speed), overrides or [])
+    with ProgressBoard() as board:
+        info = train_vlgor(demos, out, cfg, seed, board)
+    stats = info["imagined"]
+    typer.echo(f"imagined {stats['rollouts']} rollouts from {info['episodes']} demonstrations; the filter kept "
+               f"{stats['kept']:.2f} ({stats['transitions']} chunk transitions); imagined outcome = replayed "
+               f"outcome for {stats['agreement']:.2f} of them (figure: {info['plot']})")
+    for method, success in info["success"].items():
+        name = "VLGOR (real + imagined)" if method == "vlgor" else "IQL, real data only"
+        typer.echo(f"  {name:<24} " + "  ".join(f"{split} {v:.3f}" for split, v in success.items()))
+    typer.echo(f"-> {info['policy']}")
 
 
 @embodied_app.command("evaluate")

@@ -11,6 +11,7 @@ from nanorepro.embodied.demos import (
     load_demos,
     make_demos,
     save_demos,
+    select_episodes,
 )
 from nanorepro.envs.tabletop import Task, sample_task
 
@@ -77,3 +78,14 @@ def test_unreadable_files(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"junk")
     with pytest.raises(UserError, match="not a readable"):
         load_demos(tmp_path / "junk.npz")
+
+
+def test_selecting_episodes_keeps_their_rows_in_order_and_reindexes_them(demos, tmp_path):
+    _, data = demos
+    part = select_episodes(data, np.array([7, 2]))
+    for new, old in enumerate([2, 7]):
+        np.testing.assert_array_equal(part["state"][part["episode"] == new], data["state"][data["episode"] == old])
+        np.testing.assert_array_equal(part["instruction"][new], data["instruction"][old])
+        assert part["success"][new] == data["success"][old]
+    save_demos(tmp_path / "part.npz", part)
+    assert load_demos(tmp_path / "part.npz")["episode"].max() == 1   # still a valid file

@@ -3,10 +3,16 @@
 import numpy as np
 import torch
 
-from nanorepro.embodied.offline_rl import advantage_weights, critic_inputs, fit_critics
+from nanorepro.embodied.offline_rl import (
+    TRANSITION_KEYS,
+    advantage_weights,
+    awr_pools,
+    critic_inputs,
+    demo_transitions,
+    fit_critics,
+)
 from nanorepro.embodied.policy import ChunkPolicy, PolicyConfig, Pool, fit_policy
-from nanorepro.embodied.vlgor import label_success
-from nanorepro.embodied.vlgor_experiment import _prompts, _solved_steps
+from nanorepro.embodied.vlgor import label_success, prompt_tasks, solved_steps
 from nanorepro.envs.tabletop import MAX_WORDS, RELATIONS, ZONES, Tabletop, _unseen, sample_task
 
 
@@ -52,7 +58,7 @@ def test_fit_policy_draws_each_pool_in_its_fraction_and_weights_unweighted_rows_
 
 def test_rollouts_end_at_the_first_imagined_success():
     solved = torch.tensor([[False, False, True, True], [False, False, False, False], [False, True, False, False]])
-    assert _solved_steps(solved).tolist() == [2, 3, 1]
+    assert solved_steps(solved).tolist() == [2, 3, 1]
 
 
 def test_counterfactual_prompts_are_unseen_combinations_of_real_first_frames():
@@ -60,12 +66,48 @@ def test_counterfactual_prompts_are_unseen_combinations_of_real_first_frames():
     tasks = [sample_task("train", rng) for _ in range(40)]
     sim = Tabletop(len(tasks), views=False)
     first = sim.reset(tasks, rng)["state"]
-    rows, prompts = _prompts("counterfactual", first, tasks, 25, np.random.default_rng(1))
+    rows, prompts = prompt_tasks("counterfactual", first, tasks, 25, np.random.default_rng(1))
     assert len(rows) == len(prompts) == 25
     assert not label_success(torch.as_tensor(first[rows])[:, None], prompts).any()   # nothing solved already
     for row, task in zip(rows, prompts, strict=True):
         slot = list(RELATIONS).index(task.relation) if task.kind == "push" else list(ZONES).index(task.zone)
         assert task.kind == tasks[row].kind and _unseen(task.colour, slot)
-    rows, prompts = _prompts("paraphrase", first, tasks, 10, np.random.default_rng(1))
+    rows, prompts = prompt_tasks("paraphrase", first, tasks, 10, np.random.default_rng(1))
     assert all(p.kind == tasks[r].kind and p.colour == tasks[r].colour and p.phrasing > 0
                for r, p in zip(rows, prompts, strict=True))
+
+
+def _hand_made_demos():
+    """Two episodes (5 and 3 steps); the task of episode 0 is solved by its fourth action."""
+    episode = np.array([0, 0, 0, 0, 0, 1, 1, 1], np.int32)
+    state = np.arange(8 * 30, dtype=np.float32).reshape(8, 30)
+    action = np.arange(8 * 3, dtype=np.float32).reshape(8, 3)
+    solved = np.array([0, 0, 0, 1, 1, 0, 0, 0], bool)
+    instruction = np.arange(2 * MAX_WORDS).reshape(2, MAX_WORDS)
+    return {"episode": episode, "state": state, "action": action, "solved": solved, "instruction": instruction}
+
+
+def test_demo_transitions_are_the_chunks_inside_an_episode_rewarded_where_they_solve_the_task():
+    data = _hand_made_demos()
+    t = demo_transitions(data, horizon=2)
+    starts = [0, 1, 2, 5]   # every start whose end (start + 2) lies in the same episode
+    assert torch.equal(t["state"], torch.as_tensor(data["state"][starts]))
+    assert torch.equal(t["next_state"], torch.as_tensor(data["state"][[2, 3, 4, 7]]))
+    assert torch.equal(t["chunk"][2], torch.as_tensor(data["action"][[2, 3]]))
+    assert t["reward"].tolist() == [0, 0, 1, 0] and torch.equal(t["done"], t["reward"])
+    assert t["instruction"][:, 0].tolist() == [0, 0, 0, MAX_WORDS]
+
+
+def test_awr_pools_add_the_imagined_chunks_as_their_share_of_every_batch_only_when_there_are_some():
+    real = demo_transitions(_hand_made_demos(), horizon=2)
+    obs = {"state": real["state"], "instruction": real["instruction"]}
+    gen = torch.Generator().manual_seed(0)
+    pools, fractions, info = awr_pools(real, obs, real["chunk"], None, 2, 0, gen)
+    assert len(pools) == 1 and fractions is None and "imagined_weight_mean" not in info
+    assert pools[0].weights.shape == (4,) and (pools[0].weights > 0).all()
+    none = {k: v[:0] for k, v in real.items()}
+    assert len(awr_pools(real, obs, real["chunk"], none, 2, 0, gen)[0]) == 1
+    imagined = {k: real[k][:3] for k in TRANSITION_KEYS}
+    pools, fractions, info = awr_pools(real, obs, real["chunk"], imagined, 2, 0, gen, imagined_fraction=0.25)
+    assert len(pools) == 2 and fractions == [0.75, 0.25] and len(pools[1]) == 3
+    assert set(pools[1].obs) == {"state", "instruction"} and "imagined_weight_mean" in info

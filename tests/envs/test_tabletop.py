@@ -8,6 +8,7 @@ from nanorepro.envs.tabletop import (
     PAD,
     RELATIONS,
     RGB,
+    SPLITS,
     TEMPLATES,
     UNK,
     VOCAB,
@@ -17,6 +18,7 @@ from nanorepro.envs.tabletop import (
     TabletopEnv,
     Task,
     _unseen,
+    parse_instruction,
     sample_task,
     tokenize,
 )
@@ -247,3 +249,15 @@ def test_load_state_restores_scenes_exactly_and_continues_identically():
     np.testing.assert_allclose(copy.step(action)[0]["state"], sim.step(action)[0]["state"], atol=1e-6)
     with pytest.raises(ValueError, match="shape"):
         copy.load_state(saved[:, :10], tasks)
+
+
+def test_parse_instruction_inverts_tokenize_for_every_task_and_names_a_foreign_one():
+    rng = np.random.default_rng(0)
+    for split in SPLITS:
+        for _ in range(60):
+            task = sample_task(split, rng)
+            assert parse_instruction(tokenize(task.text)) == task
+    with pytest.raises(UserError, match="'push the red ball' is not one of"):
+        parse_instruction(tokenize("push the red ball"))
+    with pytest.raises(UserError, match="'push the <unk> ball' is not one of"):
+        parse_instruction(tokenize("push the teal ball"))

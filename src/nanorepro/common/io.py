@@ -90,7 +90,14 @@ def write_curve_png(out: str | Path, title: str, series: dict, xlabel: str, ylab
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7)
     fig.tight_layout()
+    return write_figure_png(out.with_name(out.name + ".curve.png"), fig)
+
+
+def write_figure_png(path: str | Path, fig, dpi: int = 110) -> Path:
+    """Write a matplotlib figure to ``path`` as a PNG, atomically, and close it."""
+    import matplotlib.pyplot as plt
+
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
-    return atomic_write_bytes(out.with_name(out.name + ".curve.png"), buffer.getvalue())
+    return atomic_write_bytes(path, buffer.getvalue())

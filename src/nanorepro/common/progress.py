@@ -60,15 +60,19 @@ class ProgressBoard:
             disable=not enabled,
             speed_estimate_period=600.0,   # rounds of a minute or more still get an eta in the live bar
         )
+        self._started = False
 
     def __enter__(self) -> ProgressBoard:
-        self._progress.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._progress.stop()
+        if self._started:
+            self._progress.stop()
 
     def task(self, description: str, total: float) -> ProgressTask:
+        if not self._started:   # the display starts with the first bar: an input error before it prints one line
+            self._progress.start()
+            self._started = True
         return ProgressTask(self._progress, self._progress.add_task(description, total=total), self._plain_every)
 
     def log(self, message: str) -> None:

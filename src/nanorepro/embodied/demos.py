@@ -150,6 +150,16 @@ def make_demos(tasks: list[Task], seed: int, horizon: int = 8, config: TabletopC
     return data
 
 
+def select_episodes(data: dict[str, np.ndarray], episodes: np.ndarray) -> dict[str, np.ndarray]:
+    """The file-format arrays of the given episodes only (in increasing order, re-indexed from 0)."""
+    episodes = np.unique(episodes)
+    rows = np.isin(data["episode"], episodes)
+    out = {k: data[k][rows] for k in ("state", "head", "wrist", "action", "precise", "solved")}
+    out["episode"] = np.searchsorted(episodes, data["episode"][rows]).astype(np.int32)
+    out.update(instruction=data["instruction"][episodes], success=data["success"][episodes], chunk=data["chunk"])
+    return out
+
+
 def save_demos(path: str | Path, data: dict[str, np.ndarray]) -> Path:
     import io
 

@@ -14,12 +14,25 @@ VLA-MBPO's IQL baseline and by VLGOR's offline RL on real + imagined chunks.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from nanorepro.embodied.world_model import features
+from nanorepro.embodied.policy import Pool
+from nanorepro.embodied.world_model import chunk_starts, features
 from nanorepro.rl.iql import IQL, IQLConfig, awr_weights
 
 TRANSITION_KEYS = ("state", "instruction", "chunk", "reward", "next_state", "done")
+
+
+def demo_transitions(demos: dict[str, np.ndarray], horizon: int) -> dict[str, torch.Tensor]:
+    """Demonstration chunk transitions (``TRANSITION_KEYS``) from every chunk start whose end lies in the same
+    episode; reward and done are 1 on the chunk after which the task is solved."""
+    rows = chunk_starts(demos["episode"], horizon)
+    solved = torch.as_tensor(demos["solved"][rows + horizon - 1]).float()
+    return {"state": torch.as_tensor(demos["state"][rows]),
+            "instruction": torch.as_tensor(demos["instruction"][demos["episode"][rows]]),
+            "chunk": torch.as_tensor(demos["action"][rows[:, None] + np.arange(horizon)]),
+            "reward": solved, "next_state": torch.as_tensor(demos["state"][rows + horizon]), "done": solved}
 
 
 def critic_inputs(state: torch.Tensor, instruction: torch.Tensor) -> torch.Tensor:
@@ -54,3 +67,23 @@ def advantage_weights(iql: IQL, state: torch.Tensor, instruction: torch.Tensor, 
     obs = critic_inputs(state, instruction)
     q = torch.min(*iql.critic_target(obs, chunk.flatten(1)))
     return awr_weights(q - iql.value(obs).squeeze(-1), iql.config.beta, iql.config.max_weight)
+
+
+def awr_pools(real: dict[str, torch.Tensor], demo_obs: dict[str, torch.Tensor], demo_targets: torch.Tensor,
+              imagined: dict[str, torch.Tensor] | None, critic_steps: int, seed: int, generator: torch.Generator,
+              config: IQLConfig = IQLConfig(), imagined_fraction: float = 0.5
+              ) -> tuple[list[Pool], list[float] | None, dict[str, float]]:
+    """IQL critics on the real (+ imagined) chunk transitions, then AWR's pools for ``policy.fit_policy``: every
+    demonstration step weighted by its advantage and, when imagined chunks exist, those too, as
+    ``imagined_fraction`` of every batch. -> (pools, fractions, the critics' statistics)."""
+    transitions = real if imagined is None else {k: torch.cat([real[k], imagined[k]]) for k in TRANSITION_KEYS}
+    iql, info = fit_critics(transitions, critic_steps, seed, generator, config)
+    weights = advantage_weights(iql, demo_obs["state"], demo_obs["instruction"], demo_targets)
+    pools, fractions = [Pool(demo_obs, demo_targets, weights)], None
+    out = {"critic_loss": info.get("critic_loss"), "real_weight_mean": float(weights.mean())}
+    if imagined is not None and len(imagined["chunk"]):
+        w = advantage_weights(iql, imagined["state"], imagined["instruction"], imagined["chunk"])
+        pools.append(Pool({"state": imagined["state"], "instruction": imagined["instruction"]}, imagined["chunk"], w))
+        fractions = [1 - imagined_fraction, imagined_fraction]
+        out["imagined_weight_mean"] = float(w.mean())
+    return pools, fractions, out

@@ -39,12 +39,13 @@ import torch
 
 from nanorepro.common.checkpoint import load_checkpoint, load_owned_checkpoint, save_checkpoint
 from nanorepro.common.errors import UserError
-from nanorepro.common.io import file_digest, write_curve_png
+from nanorepro.common.io import file_digest, write_curve_png, write_figure_png
 from nanorepro.common.seeding import seed_everything
-from nanorepro.embodied.demos import load_demos, make_demos, save_demos
+from nanorepro.embodied.demos import load_demos, make_demos, save_demos, select_episodes
 from nanorepro.embodied.distill import DAggerConfig, dagger
+from nanorepro.embodied.offline_rl import awr_pools, demo_transitions
 from nanorepro.embodied.pixel_world_model import PixelWorldModel, PixelWorldModelConfig, VQConfig, token_transitions
-from nanorepro.embodied.policy import ENCODERS, ChunkPolicy, PolicyConfig, train_bc
+from nanorepro.embodied.policy import ENCODERS, ChunkPolicy, PolicyConfig, demo_tensors, fit_policy, train_bc
 from nanorepro.embodied.policy import evaluate as evaluate_policy
 from nanorepro.embodied.sup import (
     RATES,
@@ -69,8 +70,19 @@ from nanorepro.embodied.vla_mbpo import (
     real_rollouts,
     uncertainty_cut,
 )
-from nanorepro.embodied.world_model import demo_chunks
-from nanorepro.envs.tabletop import TabletopConfig, sample_tasks, scene_seed
+from nanorepro.embodied.vlgor import (
+    GeneratorConfig,
+    RolloutGenerator,
+    filter_thresholds,
+    filter_world_model,
+    imagine,
+    plot_rollouts,
+    prompt_tasks,
+    rollout_arrays,
+)
+from nanorepro.embodied.world_model import chunk_transitions, demo_chunks
+from nanorepro.envs.tabletop import TabletopConfig, parse_instruction, sample_tasks, scene_seed
+from nanorepro.rl.iql import IQLConfig
 
 POLICY_FORMAT = "nanorepro.embodied.policy/1"
 SCHEDULER_FORMAT = "nanorepro.embodied.sup_scheduler/1"
@@ -483,6 +495,166 @@ def fine_tune_vla_mbpo(policy_path: Path, demos_path: Path, out: Path, cfg: VlaM
             "branch_success": state["branch_success"], "threshold": state["threshold"]}
 
 
+# --------------------------------------------------------------------------- VLGOR: offline RL on imagined rollouts
+
+@dataclass(frozen=True)
+class VlgorToolConfig:
+    chunks: int = 10                 # imagined rollout length in chunks
+    held_out_fraction: float = 0.1   # of the episodes: the filter's validation data and its thresholds
+    wm_steps: int = 1500
+    generator_steps: int = 2500
+    generator_batch: int = 16
+    d_model: int = 96
+    layers: int = 2
+    imagined: int = 1024             # counterfactual rollouts imagined
+    temperature: float = 1.0
+    filter_quantile: float = 0.9
+    iql_steps: int = 2000
+    expectile: float = 0.7
+    beta: float = 3.0
+    policy_steps: int = 2500
+    policy_batch: int = 128
+    policy_lr: float = 1e-3
+    imagined_fraction: float = 0.5   # of every policy batch (mix="fixed", the experiment's)
+    mix: str = "fixed"               # or "proportional" (ours): imagined rows as likely as each demonstration row
+    compare: bool = True             # also IQL on the real demonstrations only, from the same initialisation
+    eval_tasks: int = 100            # per split (train, unseen); 0: no evaluation
+    max_steps: int = 300
+    grasp_max_speed: float = SUP_GRASP_MAX_SPEED
+
+
+MIXES = ("fixed", "proportional")
+
+
+def _check_vlgor(cfg: VlgorToolConfig) -> None:
+    if min(cfg.chunks, cfg.imagined, cfg.wm_steps, cfg.generator_steps, cfg.iql_steps, cfg.policy_steps) < 1:
+        raise UserError("chunks, imagined, wm_steps, generator_steps, iql_steps and policy_steps must be at least 1")
+    if cfg.eval_tasks < 0 or cfg.max_steps < 1:
+        raise UserError("eval_tasks must be at least 0 and max_steps at least 1")
+    if not 0.0 < cfg.held_out_fraction < 1.0 or not 0.0 < cfg.filter_quantile <= 1.0:
+        raise UserError("held_out_fraction must lie in (0, 1) and filter_quantile in (0, 1]")
+    if not 0.0 <= cfg.imagined_fraction < 1.0 or cfg.temperature <= 0:
+        raise UserError("imagined_fraction must lie in [0, 1) and temperature be positive")
+    if cfg.mix not in MIXES:
+        raise UserError(f"unknown mix '{cfg.mix}' (choose from {', '.join(MIXES)})")
+
+
+def train_vlgor(demos_path: Path, out: Path, cfg: VlgorToolConfig, seed: int, board) -> dict:
+    """VLGOR on a demonstration file (``embodied.vlgor``): the filter's state world model and the rollout generator
+    (first frames + instruction + first state) on the demonstrations; counterfactual rollouts from their first
+    frames, prompted with unseen (colour, relation | zone) combinations the scene affords, labelled by the suite's
+    success predicate and filtered by the world model; IQL critics on real + kept imagined chunks and AWR into an
+    object-token policy -> ``out``. With ``compare``, the same offline RL on the real demonstrations alone; both are
+    evaluated on the same training and unseen tasks. Resumable after every stage through ``<out>.ckpt.safetensors``."""
+    _check_vlgor(cfg)
+    data = load_demos(demos_path)
+    H, view_size, episodes = int(data["chunk"]), int(data["head"].shape[1]), len(data["instruction"])
+    if view_size % GeneratorConfig.patch:
+        raise UserError(f"{demos_path} has {view_size} px views; the generator's 8 px patches need a multiple of 8")
+    tasks = [parse_instruction(ids) for ids in data["instruction"]]
+    held_count = max(1, round(cfg.held_out_fraction * episodes))
+    if episodes - held_count < 1:
+        raise UserError(f"{demos_path} has {episodes} episode(s): too few to hold {held_count} out for the filter")
+    if not any(t.kind in ("push", "place") for t in tasks):
+        raise UserError(f"{demos_path} has no push or place demonstration: counterfactual prompts edit their slots")
+    config = suite(cfg.grasp_max_speed, view_size)
+    order = np.random.default_rng(scene_seed(seed, "vlgor held-out episodes")).permutation(episodes)
+    fit_part, held_part = select_episodes(data, order[held_count:]), select_episodes(data, order[:held_count])
+    ckpt = out.with_name(out.name + ".ckpt.safetensors")
+    owner = {"vlgor": dataclasses.asdict(cfg), "seed": seed, "demos": file_digest(demos_path)}
+    state = load_owned_checkpoint(ckpt, owner, board.log) or dict(owner)
+    methods = ("vlgor", "real_rl") if cfg.compare else ("vlgor",)
+    bar = board.task("vlgor: world model, generator, imagination, policies", total=3 + len(methods))
+    done = [k for k in ("world_model", "generator", "imagined", *(f"policy_{m}" for m in methods)) if k in state]
+    if done:
+        board.log(f"resuming from {ckpt} after: {', '.join(done)}")
+
+    seed_everything(seed)   # 1. the filter
+    world_model = filter_world_model(H, cfg.wm_steps)
+    if "world_model" not in state:
+        world_model.fit(chunk_transitions(fit_part, H), chunk_transitions(held_part, H), seed)
+        state["world_model"] = world_model.state_dict()
+        save_checkpoint(ckpt, state)
+    world_model.load_state_dict(state["world_model"])
+    world_model.eval()
+    bar.advance(1)
+
+    seed_everything(seed)   # 2. the generator
+    generator = RolloutGenerator(GeneratorConfig(horizon=H, chunks=cfg.chunks, view_size=view_size,
+                                                 d_model=cfg.d_model, layers=cfg.layers, state_prompt=True,
+                                                 steps=cfg.generator_steps, batch_size=cfg.generator_batch))
+    rollouts = rollout_arrays(data, H, cfg.chunks)
+    if "generator" not in state:
+        gen_bar = board.task("rollout generator", total=cfg.generator_steps)
+        curve = generator.fit(rollouts, seed, on_step=lambda _s: gen_bar.advance(1))
+        gen_bar.finish()
+        state.update(generator=generator.state_dict(), generator_loss=float(np.mean(curve[-50:])))
+        save_checkpoint(ckpt, state)
+        board.log(f"generator trained: final loss {state['generator_loss']:.3f}")
+    generator.load_state_dict(state["generator"])
+    generator.eval()
+    bar.advance(1)
+
+    if "imagined" not in state:   # 3. imagine, label, filter (and replay: the diagnostic)
+        thresholds = filter_thresholds(generator, world_model, rollout_arrays(held_part, H, cfg.chunks),
+                                       cfg.filter_quantile)
+        rows, prompts = prompt_tasks("counterfactual", rollouts["first_state"], tasks, cfg.imagined,
+                                     np.random.default_rng(scene_seed(seed, "vlgor prompts")))
+        state["imagined"] = imagine(generator, world_model, rollouts, rows, prompts, thresholds,
+                                    scene_seed(seed, "vlgor imagination"), cfg.temperature, config=config)
+        state["thresholds"] = list(thresholds)
+        save_checkpoint(ckpt, state)
+        stats = state["imagined"]["stats"]
+        board.log(f"imagined {stats['rollouts']} rollouts; the filter kept {stats['kept']:.2f}; "
+                  f"{stats['transitions']} transitions")
+    imagined = state["imagined"]
+    bar.advance(1)
+
+    real = demo_transitions(data, H)   # 4. offline RL: real (+ imagined) -> policies from one initialisation
+    obs, targets = demo_tensors(data, H)
+    real_obs = {k: obs[k] for k in ("state", "instruction")}
+    evaluation = {split: (sample_tasks(split, cfg.eval_tasks, scene_seed(seed, f"vlgor evaluation {split}")),
+                          scene_seed(seed, f"vlgor evaluation {split}")) for split in ("train", "unseen")
+                  if cfg.eval_tasks}
+    policy_cfg = PolicyConfig(horizon=H, view_size=view_size, encoder="objects")
+    policies = {}
+    for method in methods:
+        seed_everything(seed)
+        policy = ChunkPolicy(policy_cfg)
+        if f"policy_{method}" not in state:
+            gen = torch.Generator().manual_seed(seed)
+            extra = imagined["transitions"] if method == "vlgor" else None
+            share = cfg.imagined_fraction if cfg.mix == "fixed" or extra is None else \
+                len(extra["chunk"]) / (len(extra["chunk"]) + len(targets))
+            pools, fractions, critics = awr_pools(real, real_obs, targets, extra, cfg.iql_steps, seed, gen,
+                                                  IQLConfig(expectile=cfg.expectile, beta=cfg.beta), share)
+            fit_bar = board.task(f"policy ({method})", total=cfg.policy_steps)
+            fit_policy(policy, pools, cfg.policy_steps, cfg.policy_batch, cfg.policy_lr, gen, fractions,
+                       on_step=lambda _s, bar_=fit_bar: bar_.advance(1))
+            fit_bar.finish()
+            success = {split: float(evaluate_policy(policy, tasks_, scenes, cfg.max_steps, config).mean())
+                       for split, (tasks_, scenes) in evaluation.items()}
+            state[f"policy_{method}"] = {"weights": policy.state_dict(), "critics": critics, "success": success}
+            save_checkpoint(ckpt, state)
+            board.log(f"{method}: " + ", ".join(f"{s} {v:.3f}" for s, v in success.items()))
+        policy.load_state_dict(state[f"policy_{method}"]["weights"])
+        policies[method] = policy
+        bar.advance(1)
+    bar.finish()
+
+    success = {m: state[f"policy_{m}"]["success"] for m in methods}
+    save_checkpoint(out, {"format": POLICY_FORMAT, "config": dataclasses.asdict(policy_cfg),
+                          "weights": policies["vlgor"].state_dict(), "vlgor": dataclasses.asdict(cfg), "seed": seed,
+                          "demos": owner["demos"], "imagined": imagined["stats"], "success": success})
+    ckpt.unlink(missing_ok=True)
+    plot = write_figure_png(out.with_name(out.name + ".rollouts.png"), plot_rollouts(
+        imagined["examples"], f"VLGOR on {demos_path.name}: imagined (top) vs replayed in the true suite (bottom)"))
+    return {"policy": str(out), "plot": str(plot), "imagined": imagined["stats"], "success": success,
+            "thresholds": state["thresholds"], "generator_loss": state["generator_loss"], "episodes": episodes,
+            "held_out": held_count}
+
+
 __all__ = ["make_demo_file", "train_policy", "distill", "load_policy", "fit_sup", "load_scheduler", "evaluate",
-           "fine_tune_vla_mbpo", "BCConfig", "DAggerConfig", "SupToolConfig", "VlaMbpoToolConfig", "POLICY_FORMAT",
+           "fine_tune_vla_mbpo", "train_vlgor", "BCConfig", "DAggerConfig", "SupToolConfig", "VlaMbpoToolConfig",
+           "VlgorToolConfig", "POLICY_FORMAT",
            "SCHEDULER_FORMAT", "SCRIPTED"]

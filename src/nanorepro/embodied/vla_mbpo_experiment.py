@@ -31,7 +31,7 @@ import torch
 from nanorepro.common.experiment import ClaimCheck, Experiment, Metrics, Profile, RunContext, Table
 from nanorepro.embodied.demos import make_demos
 from nanorepro.embodied.experiment import _mean
-from nanorepro.embodied.offline_rl import advantage_weights, fit_critics
+from nanorepro.embodied.offline_rl import advantage_weights, demo_transitions, fit_critics
 from nanorepro.embodied.pixel_world_model import PixelWorldModel, PixelWorldModelConfig, VQConfig, token_transitions
 from nanorepro.embodied.policy import ChunkPolicy, PolicyConfig, Pool, as_tensors, evaluate, fit_policy, train_bc
 from nanorepro.embodied.vla_mbpo import (
@@ -106,13 +106,9 @@ def _iql_finetune(policy: ChunkPolicy, demos: dict[str, np.ndarray], cfg: VlaMbp
     The critics read the simulator state (object poses: asymmetric actor-critic, offline only); the
     policy reads the views. Reward 1 on the chunk after which the task is solved.
     """
-    H = cfg.horizon
-    rows = chunk_starts(demos["episode"], H)
-    instruction = torch.as_tensor(demos["instruction"][demos["episode"][rows]])
-    chunk = torch.as_tensor(demos["action"][rows[:, None] + np.arange(H)])
-    solved = torch.as_tensor(demos["solved"][rows + H - 1])
-    transitions = {"state": torch.as_tensor(demos["state"][rows]), "instruction": instruction, "chunk": chunk,
-                   "reward": solved, "next_state": torch.as_tensor(demos["state"][rows + H]), "done": solved}
+    transitions = demo_transitions(demos, cfg.horizon)
+    rows = chunk_starts(demos["episode"], cfg.horizon)
+    instruction, chunk = transitions["instruction"], transitions["chunk"]
     gen = torch.Generator().manual_seed(seed)
     iql, info = fit_critics(transitions, cfg.iql_steps, seed, gen)
     weights = advantage_weights(iql, transitions["state"], instruction, chunk)

@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nanorepro.embodied.policy import to_float
-from nanorepro.embodied.world_model import StateWorldModel
+from nanorepro.embodied.policy import STATE_DIM, to_float
+from nanorepro.embodied.world_model import StateWorldModel, WorldModelConfig
 from nanorepro.envs.tabletop import (
     MAX_OBJECTS,
     MAX_WORDS,
@@ -46,8 +46,10 @@ from nanorepro.envs.tabletop import (
     TabletopConfig,
     Task,
     _unseen,
+    tokenize,
 )
 from nanorepro.nn.transformer import Block
+from nanorepro.rl.ensemble import EnsembleConfig
 
 DYNAMIC = np.array([0, 1, 2] + [5 + 5 * k + j for k in range(MAX_OBJECTS) for j in (0, 1)])  # into state()
 HELD_REACH = 0.03   # an imagined object this close to a closed gripper counts as held
@@ -392,11 +394,12 @@ def disagreement(world_model: StateWorldModel, full_BT30: torch.Tensor, instruct
     return worst[0], worst[1]
 
 
-def replay(first_states: np.ndarray, tasks: list[Task], chunks_BKH3: np.ndarray) -> dict[str, np.ndarray]:
+def replay(first_states: np.ndarray, tasks: list[Task], chunks_BKH3: np.ndarray,
+           config: TabletopConfig = TabletopConfig()) -> dict[str, np.ndarray]:
     """Execute imagined chunks from the real first states in the true suite: success and the states after
     each chunk (the replay diagnostic)."""
     B, K, H, _ = chunks_BKH3.shape
-    sim = Tabletop(B, TabletopConfig(), views=False)
+    sim = Tabletop(B, config, views=False)
     sim.load_state(first_states, tasks)
     solved = np.zeros(B, bool)
     states = []
@@ -406,3 +409,133 @@ def replay(first_states: np.ndarray, tasks: list[Task], chunks_BKH3: np.ndarray)
             solved |= success
         states.append(sim.state()[:, DYNAMIC])
     return {"success": solved, "states": np.stack(states, 1)}
+
+
+# --------------------------------------------------------------------------- imagined sets
+
+def filter_world_model(horizon: int, steps: int) -> StateWorldModel:
+    """The filter: a 5-member chunk-level state world model trained for ``steps``."""
+    return StateWorldModel(STATE_DIM, horizon, WorldModelConfig(ensemble=EnsembleConfig(
+        members=5, elites=5, hidden=256, layers=3, max_steps=steps, eval_every=max(1, steps // 6))))
+
+
+@torch.no_grad()
+def filter_thresholds(layout: RolloutGenerator, world_model: StateWorldModel, held: dict[str, np.ndarray],
+                      quantile: float) -> tuple[float, float]:
+    """The filter's (disagreement, error) thresholds: their ``quantile`` over held-out real rollouts
+    (``rollout_arrays``) passed through the generator's token layout, i.e. what a perfect generator emits."""
+    states, chunks = layout.decode(layout.encode(torch.as_tensor(held["states"]), torch.as_tensor(held["chunks"])))
+    full = full_states(states, torch.as_tensor(held["first_state"]))
+    doubt, error = disagreement(world_model, full, torch.as_tensor(held["instruction"]), chunks,
+                                torch.as_tensor(held["length"]))
+    return float(doubt.quantile(quantile)), float(error.quantile(quantile))
+
+
+def prompt_tasks(kind: str, first_states: np.ndarray, tasks: list[Task], n: int, rng: np.random.Generator
+            ) -> tuple[np.ndarray, list[Task]]:
+    """``n`` (demonstration row, prompt task) pairs: counterfactual slot edits (``kind="counterfactual"``) or
+    paraphrases of real first frames; prompts the first frame already satisfies are skipped (nothing to imagine)."""
+    if kind == "counterfactual" and not any(t.kind in ("push", "place") for t in tasks):
+        raise ValueError("counterfactual prompts edit push or place tasks; the demonstrations have none")
+    rows: list[int] = []
+    chosen: list[Task] = []
+    while len(rows) < n:
+        candidates = []
+        while len(candidates) < n - len(rows):
+            i = int(rng.integers(len(tasks)))
+            task = counterfactual_task(first_states[i], tasks[i], rng) if kind == "counterfactual" else \
+                paraphrase_task(tasks[i], rng)
+            if task is not None:
+                candidates.append((i, task))
+        done = label_success(torch.as_tensor(first_states[[i for i, _ in candidates]])[:, None],
+                             [t for _, t in candidates])[:, 0]
+        for (i, task), solved in zip(candidates, done.tolist(), strict=True):
+            if not solved:
+                rows.append(i)
+                chosen.append(task)
+    return np.array(rows), chosen
+
+
+def solved_steps(solved_BT: torch.Tensor) -> torch.Tensor:
+    """Chunks until the first success (K where none): a rollout's transitions end there."""
+    after = solved_BT[:, 1:]
+    return torch.where(after.any(1), after.float().argmax(1) + 1, torch.full((len(after),), after.shape[1]))
+
+
+@torch.no_grad()
+def imagine(generator: RolloutGenerator, world_model: StateWorldModel, data: dict[str, np.ndarray],
+            rows: np.ndarray, tasks: list[Task], thresholds: tuple[float, float], seed: int,
+            temperature: float = 1.0, examples: int = 6, config: TabletopConfig = TabletopConfig()) -> dict:
+    """Sample, label, filter and replay one imagined set from the first frames ``data[...][rows]`` prompted with
+    ``tasks``. -> {"transitions": the kept chunk transitions (``offline_rl.TRANSITION_KEYS``), each rollout's
+    ending at its first imagined success; "stats": the filter's and the replay's fractions; "examples": a few
+    rollouts, imagined and replayed, for ``plot_rollouts``}."""
+    instruction = torch.as_tensor(np.stack([tokenize(t.text) for t in tasks]))
+    head, wrist = torch.as_tensor(data["head"][rows]), torch.as_tensor(data["wrist"][rows])
+    first = torch.as_tensor(data["first_state"][rows])
+    gen = torch.Generator().manual_seed(seed)
+    tokens = torch.cat([generator.sample(head[i:i + 256], wrist[i:i + 256], instruction[i:i + 256], gen,
+                                         temperature, first[i:i + 256, DYNAMIC])
+                        for i in range(0, len(rows), 256)])
+    states, chunks = generator.decode(tokens)
+    full = full_states(states, first)
+    solved = label_success(full, tasks)
+    steps = solved_steps(solved)
+    doubt, error = disagreement(world_model, full, instruction, chunks, steps)
+    keep = (doubt <= thresholds[0]) & (error <= thresholds[1])
+    imagined_success = solved[:, 1:].any(1)
+    replayed = replay(first.numpy(), tasks, chunks.numpy(), config)
+    replay_success = torch.as_tensor(replayed["success"])
+    K = chunks.shape[1]
+    live = (torch.arange(K)[None] < steps[:, None]) & keep[:, None]
+    b, k = live.nonzero(as_tuple=True)
+    transitions = {"state": full[b, k], "instruction": instruction[b], "chunk": chunks[b, k],
+                   "reward": solved[b, k + 1].float(), "next_state": full[b, k + 1], "done": solved[b, k + 1].float()}
+
+    def frac(mask, of=None):
+        of = torch.ones_like(mask) if of is None else of
+        return float(mask[of].float().mean()) if of.any() else None
+
+    stats = {"rollouts": len(rows), "kept": frac(keep), "transitions": len(b),
+             "imagined_success": frac(imagined_success), "imagined_success_kept": frac(imagined_success, keep),
+             "replay_success": frac(replay_success), "replay_success_kept": frac(replay_success, keep),
+             "agreement": frac(imagined_success == replay_success),
+             "agreement_kept": frac(imagined_success == replay_success, keep),
+             "precision_kept": frac(replay_success, keep & imagined_success)}
+    shown = torch.argsort((~(keep & imagined_success)).float(), stable=True)[:examples]
+    examples_out = [{"text": tasks[i].text, "imagined": states[i, :, :].tolist(),
+                     "replayed": [first[i, DYNAMIC].tolist(), *replayed["states"][i].tolist()],
+                     "present": (first[i, 5:].view(-1, 5)[:, :2] != 0).any(1).tolist(),
+                     "colour": first[i, 5:].view(-1, 5)[:, 2].tolist(), "kept": bool(keep[i]),
+                     "imagined_success": bool(imagined_success[i]), "replay_success": bool(replay_success[i])}
+                    for i in shown.tolist()]
+    return {"transitions": transitions, "stats": stats, "examples": examples_out}
+
+
+def plot_rollouts(examples: list[dict], title: str):
+    """A figure: each example's imagined rollout (top) over its replay in the true suite (bottom); the
+    gripper's path in black, every object's in its colour."""
+    import matplotlib.pyplot as plt
+
+    palette = ["#d62728", "#2ca02c", "#1f77b4", "#e6b800", "#9467bd"]
+    cols = max(1, len(examples))
+    grid, axes = plt.subplots(2, cols, figsize=(2.6 * cols, 5.4), squeeze=False)
+    for c, ex in enumerate(examples):
+        for r, key in enumerate(("imagined", "replayed")):
+            ax, path = axes[r][c], np.array(ex[key])
+            ax.plot(path[:, 0], path[:, 1], "k.-", lw=1, ms=3)
+            for j, present in enumerate(ex["present"]):
+                if present:
+                    colour = palette[int(round(ex["colour"][j] * 4)) % len(palette)]
+                    ax.plot(path[:, 3 + 2 * j], path[:, 4 + 2 * j], "-", color=colour, lw=1)
+                    ax.plot(path[-1, 3 + 2 * j], path[-1, 4 + 2 * j], "o", color=colour, ms=5)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ok = ex["imagined_success"] if key == "imagined" else ex["replay_success"]
+            ax.set_title(f"{key}: {'solved' if ok else 'not solved'}", fontsize=7)
+        axes[0][c].set_xlabel(ex["text"], fontsize=6)
+    grid.suptitle(title, fontsize=8)
+    grid.tight_layout()
+    return grid

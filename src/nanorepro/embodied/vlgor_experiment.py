@@ -33,23 +33,20 @@ import torch
 from nanorepro.common.experiment import ClaimCheck, Experiment, Metrics, Profile, RunContext, Table
 from nanorepro.embodied.demos import make_demos
 from nanorepro.embodied.experiment import _mean
-from nanorepro.embodied.offline_rl import TRANSITION_KEYS, advantage_weights, fit_critics
-from nanorepro.embodied.policy import STATE_DIM, ChunkPolicy, PolicyConfig, Pool, demo_tensors, evaluate, fit_policy
+from nanorepro.embodied.offline_rl import awr_pools, demo_transitions
+from nanorepro.embodied.policy import ChunkPolicy, PolicyConfig, Pool, demo_tensors, evaluate, fit_policy
 from nanorepro.embodied.vlgor import (
-    DYNAMIC,
     GeneratorConfig,
     RolloutGenerator,
-    counterfactual_task,
-    disagreement,
-    full_states,
-    label_success,
-    paraphrase_task,
-    replay,
+    filter_thresholds,
+    filter_world_model,
+    imagine,
+    plot_rollouts,
+    prompt_tasks,
     rollout_arrays,
 )
-from nanorepro.embodied.world_model import StateWorldModel, WorldModelConfig, chunk_starts, chunk_transitions
-from nanorepro.envs.tabletop import SPLITS, Task, sample_task, tokenize
-from nanorepro.rl.ensemble import EnsembleConfig
+from nanorepro.embodied.world_model import chunk_transitions
+from nanorepro.envs.tabletop import SPLITS, sample_task
 from nanorepro.rl.iql import IQLConfig
 
 IMAGINED = {"vlgor": ("image", "counterfactual"), "paraphrase": ("image", "paraphrase"),
@@ -92,91 +89,6 @@ class VlgorConfig:
             raise ValueError("filter_quantile must be in (0, 1] and imagined_fraction in [0, 1)")
 
 
-def _prompts(kind: str, first_states: np.ndarray, tasks: list[Task], n: int, rng: np.random.Generator
-             ) -> tuple[np.ndarray, list[Task]]:
-    """``n`` (demonstration row, prompt task) pairs: counterfactual slot edits or paraphrases of real first
-    frames; prompts the first frame already satisfies are skipped (nothing to imagine)."""
-    rows: list[int] = []
-    prompts: list[Task] = []
-    while len(rows) < n:
-        candidates = []
-        while len(candidates) < n - len(rows):
-            i = int(rng.integers(len(tasks)))
-            task = counterfactual_task(first_states[i], tasks[i], rng) if kind == "counterfactual" else \
-                paraphrase_task(tasks[i], rng)
-            if task is not None:
-                candidates.append((i, task))
-        done = label_success(torch.as_tensor(first_states[[i for i, _ in candidates]])[:, None],
-                             [t for _, t in candidates])[:, 0]
-        for (i, task), solved in zip(candidates, done.tolist(), strict=True):
-            if not solved:
-                rows.append(i)
-                prompts.append(task)
-    return np.array(rows), prompts
-
-
-def _solved_steps(solved_BT: torch.Tensor) -> torch.Tensor:
-    """Chunks until the first success (K where none): a rollout's transitions end there."""
-    after = solved_BT[:, 1:]
-    return torch.where(after.any(1), after.float().argmax(1) + 1, torch.full((len(after),), after.shape[1]))
-
-
-@torch.no_grad()
-def imagine(generator: RolloutGenerator, world_model: StateWorldModel, data: dict[str, np.ndarray],
-            rows: np.ndarray, prompts: list[Task], thresholds: tuple[float, float], cfg: VlgorConfig, seed: int
-            ) -> dict:
-    """Sample, label, filter and replay one imagined set; -> its kept transitions, statistics and examples."""
-    instruction = torch.as_tensor(np.stack([tokenize(t.text) for t in prompts]))
-    head, wrist = torch.as_tensor(data["head"][rows]), torch.as_tensor(data["wrist"][rows])
-    first = torch.as_tensor(data["first_state"][rows])
-    gen = torch.Generator().manual_seed(seed)
-    tokens = torch.cat([generator.sample(head[i:i + 256], wrist[i:i + 256], instruction[i:i + 256], gen,
-                                         cfg.temperature, first[i:i + 256, DYNAMIC])
-                        for i in range(0, len(rows), 256)])
-    states, chunks = generator.decode(tokens)
-    full = full_states(states, first)
-    solved = label_success(full, prompts)
-    steps = _solved_steps(solved)
-    doubt, error = disagreement(world_model, full, instruction, chunks, steps)
-    keep = (doubt <= thresholds[0]) & (error <= thresholds[1])
-    imagined_success = solved[:, 1:].any(1)
-    replayed = replay(first.numpy(), prompts, chunks.numpy())
-    replay_success = torch.as_tensor(replayed["success"])
-    K = chunks.shape[1]
-    live = (torch.arange(K)[None] < steps[:, None]) & keep[:, None]
-    b, k = live.nonzero(as_tuple=True)
-    transitions = {"state": full[b, k], "instruction": instruction[b], "chunk": chunks[b, k],
-                   "reward": solved[b, k + 1].float(), "next_state": full[b, k + 1], "done": solved[b, k + 1].float()}
-
-    def frac(mask, of=None):
-        of = torch.ones_like(mask) if of is None else of
-        return float(mask[of].float().mean()) if of.any() else None
-
-    stats = {"rollouts": len(rows), "kept": frac(keep), "transitions": len(b),
-             "imagined_success": frac(imagined_success), "imagined_success_kept": frac(imagined_success, keep),
-             "replay_success": frac(replay_success), "replay_success_kept": frac(replay_success, keep),
-             "agreement": frac(imagined_success == replay_success),
-             "agreement_kept": frac(imagined_success == replay_success, keep),
-             "precision_kept": frac(replay_success, keep & imagined_success)}
-    shown = torch.argsort((~(keep & imagined_success)).float(), stable=True)[: cfg.examples]
-    examples = [{"text": prompts[i].text, "imagined": states[i, :, :].tolist(),
-                 "replayed": [first[i, DYNAMIC].tolist(), *replayed["states"][i].tolist()],
-                 "present": (first[i, 5:].view(-1, 5)[:, :2] != 0).any(1).tolist(),
-                 "colour": first[i, 5:].view(-1, 5)[:, 2].tolist(), "kept": bool(keep[i]),
-                 "imagined_success": bool(imagined_success[i]), "replay_success": bool(replay_success[i])}
-                for i in shown.tolist()]
-    return {"transitions": transitions, "stats": stats, "examples": examples}
-
-
-def _real_transitions(demos: dict[str, np.ndarray], horizon: int) -> dict[str, torch.Tensor]:
-    rows = chunk_starts(demos["episode"], horizon)
-    solved = torch.as_tensor(demos["solved"][rows + horizon - 1]).float()
-    return {"state": torch.as_tensor(demos["state"][rows]),
-            "instruction": torch.as_tensor(demos["instruction"][demos["episode"][rows]]),
-            "chunk": torch.as_tensor(demos["action"][rows[:, None] + np.arange(horizon)]),
-            "reward": solved, "next_state": torch.as_tensor(demos["state"][rows + horizon]), "done": solved}
-
-
 def vlgor_run(cfg: VlgorConfig, ctx: RunContext) -> Metrics:
     state = ctx.load_checkpoint() or {}
     imagined, results, wall = (state.setdefault(k, {}) for k in ("imagined", "results", "wall"))
@@ -189,8 +101,7 @@ def vlgor_run(cfg: VlgorConfig, ctx: RunContext) -> Metrics:
     data, held_data = rollout_arrays(demos, H, K), rollout_arrays(held, H, K)
 
     # 1. The filter: the chunk-level state world model.
-    world_model = StateWorldModel(STATE_DIM, H, WorldModelConfig(ensemble=EnsembleConfig(
-        members=5, elites=5, hidden=256, layers=3, max_steps=cfg.wm_steps, eval_every=max(1, cfg.wm_steps // 6))))
+    world_model = filter_world_model(H, cfg.wm_steps)
     if "world_model" in state:
         world_model.load_state_dict(state["world_model"])
     else:
@@ -223,29 +134,23 @@ def vlgor_run(cfg: VlgorConfig, ctx: RunContext) -> Metrics:
         bar.advance(1)
 
     # Thresholds: held-out real rollouts as a perfect generator would emit them (same token layout).
-    layout = generators["image"]
-    real_states, real_chunks = layout.decode(layout.encode(torch.as_tensor(held_data["states"]),
-                                                           torch.as_tensor(held_data["chunks"])))
-    real_full = full_states(real_states, torch.as_tensor(held_data["first_state"]))
-    real_doubt, real_error = disagreement(world_model, real_full, torch.as_tensor(held_data["instruction"]),
-                                          real_chunks, torch.as_tensor(held_data["length"]))
-    thresholds = (float(real_doubt.quantile(cfg.filter_quantile)), float(real_error.quantile(cfg.filter_quantile)))
+    thresholds = filter_thresholds(generators["image"], world_model, held_data, cfg.filter_quantile)
     bar.advance(1)
 
     # 3. Imagined sets.
     for i, (method, (generator_name, prompt_kind)) in enumerate(IMAGINED.items()):
         if method not in imagined:
             t0 = time.time()
-            rows, prompts = _prompts(prompt_kind, data["first_state"], tasks, cfg.imagined,
-                                     np.random.default_rng([seed, 30_000, i]))
+            rows, prompts = prompt_tasks(prompt_kind, data["first_state"], tasks, cfg.imagined,
+                                         np.random.default_rng([seed, 30_000, i]))
             imagined[method] = imagine(generators[generator_name], world_model, data, rows, prompts, thresholds,
-                                       cfg, seed + 50_000 + i)
+                                       seed + 50_000 + i, cfg.temperature, cfg.examples)
             wall[f"imagine_{method}_s"] = time.time() - t0
             ctx.save_checkpoint(state)
         bar.advance(1)
 
     # 4. Policies: BC, IQL on real data, IQL on real + each imagined set; then the real suite.
-    real = _real_transitions(demos, H)
+    real = demo_transitions(demos, H)
     obs, targets = demo_tensors(demos, H)
     real_obs = {k: obs[k] for k in ("state", "instruction")}
     eval_rng = np.random.default_rng(seed + 20_000)
@@ -261,18 +166,10 @@ def vlgor_run(cfg: VlgorConfig, ctx: RunContext) -> Metrics:
                 pools, fractions = [Pool(real_obs, targets)], None
             else:
                 extra = imagined[method]["transitions"] if method in imagined else None
-                transitions = real if extra is None else {k: torch.cat([real[k], extra[k]]) for k in TRANSITION_KEYS}
-                iql, info = fit_critics(transitions, cfg.iql_steps, seed, gen,
-                                        IQLConfig(expectile=cfg.expectile, beta=cfg.beta))
-                weights = advantage_weights(iql, real_obs["state"], real_obs["instruction"], targets)
-                pools, fractions = [Pool(real_obs, targets, weights)], None
-                out.update(critic_loss=info.get("critic_loss"), real_weight_mean=float(weights.mean()))
-                if extra is not None and len(extra["chunk"]):
-                    w = advantage_weights(iql, extra["state"], extra["instruction"], extra["chunk"])
-                    extra_obs = {"state": extra["state"], "instruction": extra["instruction"]}
-                    pools.append(Pool(extra_obs, extra["chunk"], w))
-                    fractions = [1 - cfg.imagined_fraction, cfg.imagined_fraction]
-                    out["imagined_weight_mean"] = float(w.mean())
+                pools, fractions, critics = awr_pools(real, real_obs, targets, extra, cfg.iql_steps, seed, gen,
+                                                      IQLConfig(expectile=cfg.expectile, beta=cfg.beta),
+                                                      cfg.imagined_fraction)
+                out.update(critics)
             fit_policy(policy, pools, cfg.policy_steps, cfg.policy_batch, cfg.policy_lr, gen, fractions)
             for j, split in enumerate(SPLITS):
                 out[split] = float(evaluate(policy, eval_tasks[split], seed + 40_000 + j, cfg.max_steps).mean())
@@ -342,29 +239,9 @@ def vlgor_tables(runs: list[Metrics]) -> list[Table]:
 def vlgor_plot(runs: list[Metrics]) -> dict:
     import matplotlib.pyplot as plt
 
-    examples = runs[0]["imagined"]["vlgor"]["examples"]
-    palette = ["#d62728", "#2ca02c", "#1f77b4", "#e6b800", "#9467bd"]
-    cols = max(1, len(examples))
-    grid, axes = plt.subplots(2, cols, figsize=(2.6 * cols, 5.4), squeeze=False)
-    for c, ex in enumerate(examples):
-        for r, key in enumerate(("imagined", "replayed")):
-            ax, path = axes[r][c], np.array(ex[key])
-            ax.plot(path[:, 0], path[:, 1], "k.-", lw=1, ms=3)
-            for j, present in enumerate(ex["present"]):
-                if present:
-                    colour = palette[int(round(ex["colour"][j] * 4)) % len(palette)]
-                    ax.plot(path[:, 3 + 2 * j], path[:, 4 + 2 * j], "-", color=colour, lw=1)
-                    ax.plot(path[-1, 3 + 2 * j], path[-1, 4 + 2 * j], "o", color=colour, ms=5)
-            ax.set_xlim(0, 1)
-            ax.set_ylim(0, 1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ok = ex["imagined_success"] if key == "imagined" else ex["replay_success"]
-            ax.set_title(f"{key}: {'solved' if ok else 'not solved'}", fontsize=7)
-        axes[0][c].set_xlabel(ex["text"], fontsize=6)
-    grid.suptitle("VLGOR rollouts (seed 0): imagined (top) vs replayed in the true suite (bottom)\n"
-                  "gripper in black, objects in their colours", fontsize=8)
-    grid.tight_layout()
+    grid = plot_rollouts(runs[0]["imagined"]["vlgor"]["examples"],
+                         "VLGOR rollouts (seed 0): imagined (top) vs replayed in the true suite (bottom)\n"
+                         "gripper in black, objects in their colours")
     bars, ax = plt.subplots(figsize=(8, 3.4))
     x = np.arange(len(SPLITS))
     for i, m in enumerate(METHODS):

@@ -90,6 +90,24 @@ class Task:
         return template.format(c=colour, o=other, r=self.relation, z=self.zone)
 
 
+def _every_task() -> list[Task]:
+    slotted = [Task("push", c, o, relation=r, phrasing=p) for c in range(len(COLOURS)) for o in range(len(COLOURS))
+               if o != c for r in RELATIONS for p in range(3)]
+    slotted += [Task("place", c, zone=z, phrasing=p) for c in range(len(COLOURS)) for z in ZONES for p in range(3)]
+    return slotted + [Task(kind, phrasing=p) for kind in ("gather", "line_up") for p in range(3)]
+
+
+def parse_instruction(ids: np.ndarray) -> Task:
+    """The task whose instruction tokenizes to ``ids`` (the inverse of ``tokenize(task.text)``); a UserError
+    for word ids that are not one of the suite's instructions."""
+    key = tuple(int(i) for i in np.asarray(ids).ravel())
+    if len(key) != MAX_WORDS or key not in _TASK_BY_TOKENS:
+        words = {i: w for w, i in VOCAB.items()}
+        text = " ".join(words.get(i, "<unk>") for i in key if i != PAD)
+        raise UserError(f"instruction {text!r} is not one of the Tabletop suite's task instructions")
+    return _TASK_BY_TOKENS[key]
+
+
 def _unseen(colour: int, slot: int) -> bool:
     """5 of the 20 (colour, relation/zone) combinations are held out: one per colour."""
     return (colour + slot) % 4 == 0
@@ -111,6 +129,9 @@ def sample_task(split: str, rng: np.random.Generator) -> Task:
         other = int(rng.choice([c for c in range(len(COLOURS)) if c != colour]))
         return Task("push", colour, other, relation=list(RELATIONS)[slot], phrasing=phrasing)
     return Task("place", colour, zone=list(ZONES)[slot], phrasing=phrasing)
+
+
+_TASK_BY_TOKENS = {tuple(tokenize(t.text).tolist()): t for t in _every_task()}
 
 
 def sample_tasks(split: str, n: int, seed: int) -> list:
