@@ -29,3 +29,16 @@ def cli(capsys):
         return exc.value.code, out, err
 
     return run
+
+
+@pytest.fixture
+def refuse():
+    """``refuse(message)``: a stand-in that fails the test with ``message`` when called (work a resumed run must
+    not do again)."""
+    def make(message):
+        def refused(*args, **kwargs):
+            raise AssertionError(message)
+
+        return refused
+
+    return make

@@ -45,7 +45,7 @@ def test_vla_mbpo_from_the_shell_writes_a_fine_tuned_policy(cli, files, tmp_path
 
 
 @pytest.mark.parametrize("refit_steps", [0, 2])
-def test_a_run_killed_after_a_round_resumes_to_the_same_policy(files, tmp_path, monkeypatch, refit_steps):
+def test_a_run_killed_after_a_round_resumes_to_the_same_policy(files, tmp_path, monkeypatch, refit_steps, refuse):
     """With ``refit_steps`` the world model changes every round: the resumed run must carry it and the real chunks."""
     demos, camera, _ = files
     board = ProgressBoard(enabled=False)
@@ -65,19 +65,13 @@ def test_a_run_killed_after_a_round_resumes_to_the_same_policy(files, tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         tools.fine_tune_vla_mbpo(camera, demos, out, cfg, 3, board)
     assert tools.load_checkpoint(tmp_path / "resumed.safetensors.ckpt.safetensors")["round"] == 1
-    monkeypatch.setattr(tools.PixelWorldModel, "fit", _refuse("the world model was trained again"))
+    monkeypatch.setattr(tools.PixelWorldModel, "fit", refuse("the world model was trained again"))
     resumed = tools.fine_tune_vla_mbpo(camera, demos, out, cfg, 3, board)
     assert len(calls) == 3 and resumed["curve"] == whole["curve"]
     a, b = tools.load_policy(tmp_path / "whole.safetensors"), tools.load_policy(out)
     for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
         assert torch.equal(x, y)
 
-
-def _refuse(message):
-    def refuse(*args, **kwargs):
-        raise AssertionError(message)
-
-    return refuse
 
 
 def test_bad_input_is_one_line_and_exit_2(cli, files, tmp_path):

@@ -9,6 +9,7 @@ import torch
 from nanorepro.common.progress import ProgressBoard
 from nanorepro.embodied import tools
 from nanorepro.embodied.demos import load_demos, save_demos
+from nanorepro.embodied.world_model import StateWorldModel
 from nanorepro.envs.tabletop import VOCAB
 
 TINY = ["--set", "wm_steps=2", "--set", "iql_steps=2", "--set", "chunks=3", "--set", "d_model=16", "--set", "layers=1",
@@ -40,7 +41,8 @@ def test_vlgor_from_the_shell_writes_a_policy_and_compares_it_with_real_data_onl
     assert saved["imagined"]["rollouts"] == 6 and 0.0 <= saved["imagined"]["kept"] <= 1.0
 
 
-def test_a_run_killed_while_training_the_policies_resumes_to_the_same_policies(demos, tmp_path, monkeypatch):
+def test_a_run_killed_while_training_the_policies_resumes_to_the_same_policies(demos, tmp_path, monkeypatch,
+                                                                               refuse):
     board = ProgressBoard(enabled=False)
     whole = tools.train_vlgor(demos, tmp_path / "whole.safetensors", TINY_CFG, 1, board)
 
@@ -58,9 +60,9 @@ def test_a_run_killed_while_training_the_policies_resumes_to_the_same_policies(d
         tools.train_vlgor(demos, out, TINY_CFG, 1, board)
     saved = tools.load_checkpoint(tmp_path / "resumed.safetensors.ckpt.safetensors")
     assert "policy_vlgor" in saved and "policy_real_rl" not in saved
-    for stage in (tools.filter_world_model(4, 2).__class__, tools.RolloutGenerator):
-        monkeypatch.setattr(stage, "fit", _refuse(f"{stage.__name__} was trained again"))
-    monkeypatch.setattr(tools, "imagine", _refuse("the rollouts were imagined again"))
+    for stage in (StateWorldModel, tools.RolloutGenerator):
+        monkeypatch.setattr(stage, "fit", refuse(f"{stage.__name__} was trained again"))
+    monkeypatch.setattr(tools, "imagine", refuse("the rollouts were imagined again"))
     resumed = tools.train_vlgor(demos, out, TINY_CFG, 1, board)
     assert len(calls) == 3 and resumed["success"] == whole["success"] and resumed["imagined"] == whole["imagined"]
     a, b = tools.load_policy(tmp_path / "whole.safetensors"), tools.load_policy(out)
@@ -96,12 +98,6 @@ def test_a_proportional_mix_draws_imagined_rows_as_often_as_each_demonstration_r
     assert kept > 0 and [len(p) for p in pools] == [len(load_demos(demos)["state"]), kept]
     assert fractions == pytest.approx([len(pools[0]) / (len(pools[0]) + kept), kept / (len(pools[0]) + kept)])
 
-
-def _refuse(message):
-    def refuse(*args, **kwargs):
-        raise AssertionError(message)
-
-    return refuse
 
 
 def test_bad_input_is_one_line_and_exit_2(cli, demos, tmp_path):

@@ -6,6 +6,7 @@
     nanorepro embodied sup --policy policy.safetensors --out scheduler.safetensors      # or --policy scripted
     nanorepro embodied evaluate --policy policy.safetensors --scheduler scheduler.safetensors
     nanorepro embodied vla-mbpo --policy policy.safetensors --demos demos.npz --out tuned.safetensors
+    nanorepro embodied vlgor --demos demos.npz --out vlgor.safetensors
 
 ``sup`` is SuP's offline pipeline (``embodied.sup``; the ``sup`` experiment runs the same
 steps): log rollouts of the frozen policy with a random rate per chunk, fit the chunk world
@@ -24,8 +25,11 @@ poses) as the teacher (``embodied.distill``): behaviour cloning of the camera po
 stays near 10% success here. Files are nanorepro checkpoints (safetensors; no pickle).
 ``vla-mbpo`` fine-tunes a camera policy by VLA-MBPO's loop (``embodied.vla_mbpo.ImaginedPPO``):
 the two-view pixel world model on the demonstrations, then rounds of real episodes and PPO on
-k-chunk branches imagined from them. ``train-policy``, ``distill``, ``sup`` and ``vla-mbpo``
-resume from ``<out>.ckpt.safetensors`` when the same command is run again.
+k-chunk branches imagined from them. ``vlgor`` trains an object-token policy offline on the
+demonstrations plus counterfactual rollouts imagined from their first frames (``train_vlgor``;
+the ``vlgor`` experiment's VLGOR arm), against the same offline RL on real data alone.
+``train-policy``, ``distill``, ``sup``, ``vla-mbpo`` and ``vlgor`` resume from
+``<out>.ckpt.safetensors`` when the same command is run again.
 """
 
 from __future__ import annotations
