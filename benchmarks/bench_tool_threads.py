@@ -9,7 +9,8 @@ training step of the hybrid LM at `lm train`'s defaults (size cpu, 8 x 256 bytes
 `embodied`: a behaviour-cloning step of the view policy (batch 64) and of the object policy
 (batch 256), a fitted-Q step of SuP's scheduler (batch 256), the view policy acting in 64
 scenes for 40 control steps, and `vla-mbpo`'s work: a VQ tokenizer step, a pixel world model
-step (batch 16) and a VLA-MBPO iteration (64 imagined chunks, k = 2, then PPO). Each
+step (batch 16) and a VLA-MBPO iteration (64 imagined chunks, k = 2, then PPO); and `vlgor`'s: a
+rollout generator step (batch 16), sampling 64 rollouts and an IQL critic step (batch 256). Each
 figure is the median of ``reps`` timings after a warm-up; the ratio compares the two thread
 counts measured in the same run. Prints one JSON line per workload. (The other commands'
 areas have their own benchmarks: bench_imitation, bench_braking, bench_recsys, bench_med3d.)
@@ -25,6 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from nanorepro.embodied.demos import make_demos  # noqa: E402
+from nanorepro.embodied.offline_rl import demo_transitions, fit_critics  # noqa: E402
 from nanorepro.embodied.pixel_world_model import (  # noqa: E402
     PixelWorldModel,
     PixelWorldModelConfig,
@@ -41,6 +43,7 @@ from nanorepro.embodied.sup import (  # noqa: E402
     train_scheduler,
 )
 from nanorepro.embodied.vla_mbpo import ImaginedPPO, LoopConfig, PPOConfig  # noqa: E402
+from nanorepro.embodied.vlgor import DYNAMIC, GeneratorConfig, RolloutGenerator, rollout_arrays  # noqa: E402
 from nanorepro.envs.tabletop import sample_task  # noqa: E402
 from nanorepro.llm_rl.loop import RLConfig, rl_train, train_lm  # noqa: E402
 from nanorepro.llm_rl.policy import CharTokenizer, TinyGPT, TinyGPTConfig  # noqa: E402
@@ -111,6 +114,21 @@ def main() -> None:
         loop = ImaginedPPO(views, wm.eval(), float("inf"), pool, pool, LoopConfig(2, 2, 64), PPOConfig(), 0)
         loop.improve()
 
+    rollouts = rollout_arrays(demos, 8, 10)
+    generator = RolloutGenerator(GeneratorConfig(state_prompt=True, steps=5))
+    real = demo_transitions(demos, 8)
+
+    def generator_steps():
+        generator.fit(rollouts, seed=0)
+
+    def sample_rollouts():
+        first = torch.as_tensor(rollouts["first_state"][:, DYNAMIC])
+        generator.sample(*(torch.as_tensor(rollouts[k]) for k in ("head", "wrist", "instruction")),
+                         torch.Generator().manual_seed(0), first_state=first)
+
+    def critic_steps():
+        fit_critics(real, 20, 0, torch.Generator().manual_seed(0))
+
     for name, fn, per in (("embodied_bc_step_views_batch64", bc_steps(views, 64), 5),
                           ("embodied_bc_step_objects_batch256", bc_steps(objects, 256), 5),
                           ("embodied_sup_fitted_q_step", q_steps, 20),
@@ -118,6 +136,9 @@ def main() -> None:
                           ("embodied_vq_tokenizer_step", vq_steps, 5),
                           ("embodied_pixel_world_model_step_batch16", wm_steps, 5),
                           ("embodied_vla_mbpo_iteration_64_imagined_chunks", imagined_ppo_iterations, 2),
+                          ("embodied_vlgor_generator_step_batch16", generator_steps, 5),
+                          ("embodied_vlgor_sample_64_rollouts", sample_rollouts, 1),
+                          ("embodied_vlgor_critic_step_batch256", critic_steps, 20),
                           ("llm_rl_sft_step_batch128", sft_steps, 5),
                           ("llm_rl_iteration_dr_grpo", rl_iteration("grpo"), 2),
                           ("llm_rl_iteration_reval", rl_iteration("reval"), 2),

@@ -27,7 +27,8 @@ app = typer.Typer(
 # update 0.98x (bench_braking.py), so its ensemble training decides (the reinvbc experiment runs on 2);
 # embodied: BC step 1.79x (views, batch 64) and 1.27x (objects, batch 256), SuP fitted-Q step 1.18x, acting in
 # 64 scenes 1.14x; vla-mbpo's VQ step 1.73x, pixel world model step 1.74x, imagined PPO iteration 1.56x
-# (bench_tool_threads.py --only embodied; 2026-11-29 run: BC views 1.88x, objects 1.47x, fitted-Q 1.20x, act 1.24x).
+# (bench_tool_threads.py --only embodied; 2026-11-29 run: BC views 1.88x, objects 1.47x, fitted-Q 1.20x, act 1.24x);
+# vlgor's generator step 1.74x, sampling 64 rollouts 1.50x, IQL critic step 1.24-1.53x (two runs).
 BRAKING_THREADS, LM_THREADS, LLM_RL_THREADS, EMBODIED_THREADS = 2, 2, 2, 2
 
 RESULTS = typer.Option(Path("results"), "--results", help="Results store (results/NAME/PROFILE/seedS.json).")
