@@ -752,7 +752,8 @@ def embodied_vlgor(
     stats = info["imagined"]
     typer.echo(f"imagined {stats['rollouts']} rollouts from {info['episodes']} demonstrations; the filter kept "
                f"{stats['kept']:.2f} ({stats['transitions']} chunk transitions); imagined outcome = replayed "
-               f"outcome for {stats['agreement']:.2f} of them (figure: {info['plot']})")
+               f"outcome for {stats['agreement']:.2f} of them (figure: {info['plot']}; kept transitions: "
+               f"{info['imagined_file']})")
     for method, success in info["success"].items():
         name = "VLGOR (real + imagined)" if method == "vlgor" else "IQL, real data only"
         typer.echo(f"  {name:<24} " + "  ".join(f"{split} {v:.3f}" for split, v in success.items()))

@@ -9,6 +9,7 @@ import torch
 from nanorepro.common.progress import ProgressBoard
 from nanorepro.embodied import tools
 from nanorepro.embodied.demos import load_demos, save_demos
+from nanorepro.embodied.offline_rl import TRANSITION_KEYS
 from nanorepro.embodied.world_model import StateWorldModel
 from nanorepro.envs.tabletop import VOCAB
 
@@ -39,6 +40,9 @@ def test_vlgor_from_the_shell_writes_a_policy_and_compares_it_with_real_data_onl
     assert set(saved["success"]) == {"vlgor", "real_rl"}
     assert all(set(s) == {"train", "unseen"} for s in saved["success"].values())
     assert saved["imagined"]["rollouts"] == 6 and 0.0 <= saved["imagined"]["kept"] <= 1.0
+    kept = tools.load_checkpoint(tmp_path / "vlgor.safetensors.imagined.safetensors")
+    assert kept["format"] == tools.IMAGINED_FORMAT and set(kept["transitions"]) == set(TRANSITION_KEYS)
+    assert all(len(v) == saved["imagined"]["transitions"] for v in kept["transitions"].values())
 
 
 def test_a_run_killed_while_training_the_policies_resumes_to_the_same_policies(demos, tmp_path, monkeypatch,

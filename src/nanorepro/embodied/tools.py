@@ -528,6 +528,7 @@ class VlgorToolConfig:
 
 
 MIXES = ("fixed", "proportional")
+IMAGINED_FORMAT = "nanorepro.embodied.vlgor_imagined/1"
 
 
 def _check_vlgor(cfg: VlgorToolConfig) -> None:
@@ -547,9 +548,10 @@ def train_vlgor(demos_path: Path, out: Path, cfg: VlgorToolConfig, seed: int, bo
     """VLGOR on a demonstration file (``embodied.vlgor``): the filter's state world model and the rollout generator
     (first frames + instruction + first state) on the demonstrations; counterfactual rollouts from their first
     frames, prompted with unseen (colour, relation | zone) combinations the scene affords, labelled by the suite's
-    success predicate and filtered by the world model; IQL critics on real + kept imagined chunks and AWR into an
-    object-token policy -> ``out``. With ``compare``, the same offline RL on the real demonstrations alone; both are
-    evaluated on the same training and unseen tasks. Resumable after every stage through ``<out>.ckpt.safetensors``."""
+    success predicate and filtered by the world model (the kept chunk transitions ->
+    ``<out>.imagined.safetensors``); IQL critics on real + kept imagined chunks and AWR into an object-token
+    policy -> ``out``. With ``compare``, the same offline RL on the real demonstrations alone; both are evaluated
+    on the same training and unseen tasks. Resumable after every stage through ``<out>.ckpt.safetensors``."""
     _check_vlgor(cfg)
     data = load_demos(demos_path)
     H, view_size, episodes = int(data["chunk"]), int(data["head"].shape[1]), len(data["instruction"])
@@ -650,10 +652,14 @@ def train_vlgor(demos_path: Path, out: Path, cfg: VlgorToolConfig, seed: int, bo
     save_checkpoint(out, {"format": POLICY_FORMAT, "config": dataclasses.asdict(policy_cfg),
                           "weights": policies["vlgor"].state_dict(), "vlgor": dataclasses.asdict(cfg), "seed": seed,
                           "demos": owner["demos"], "imagined": imagined["stats"], "success": success})
+    imagined_file = save_checkpoint(out.with_name(out.name + ".imagined.safetensors"), {
+        "format": IMAGINED_FORMAT, "transitions": imagined["transitions"], "stats": imagined["stats"],
+        "thresholds": state["thresholds"], "demos": owner["demos"], "seed": seed})
     ckpt.unlink(missing_ok=True)
     plot = write_figure_png(out.with_name(out.name + ".rollouts.png"), plot_rollouts(
         imagined["examples"], f"VLGOR on {demos_path.name}: imagined (top) vs replayed in the true suite (bottom)"))
-    return {"policy": str(out), "plot": str(plot), "imagined": imagined["stats"], "success": success,
+    return {"policy": str(out), "plot": str(plot), "imagined_file": str(imagined_file), "imagined": imagined["stats"],
+            "success": success,
             "thresholds": state["thresholds"], "generator_loss": state["generator_loss"], "episodes": episodes,
             "held_out": held_count}
 
