@@ -769,12 +769,15 @@ def embodied_evaluate(
     split: str = typer.Option("train", "--split", help="train | unseen | paraphrase | novel."),
     grasp_max_speed: float | None = typer.Option(None, "--grasp-max-speed", help="Default: the scheduler's "
                                                  "suite, else 0.15 (SuP's)."),
+    max_steps: int = typer.Option(300, "--max-steps", help="Control steps an episode may take."),
     seed: int = typer.Option(12345, "--seed", help="Scenes (keep it away from the seeds used for training)."),
 ) -> None:
     """The frozen policy at full rate and with a scheduler on the same scenes: success and speed-up."""
     from nanorepro.embodied.tools import evaluate
 
-    info = evaluate(policy, episodes, split, seed, scheduler, rate, grasp_max_speed=grasp_max_speed)
+    if max_steps < 1:
+        raise UserError(f"--max-steps must be at least 1, got {max_steps}")
+    info = evaluate(policy, episodes, split, seed, scheduler, rate, max_steps, grasp_max_speed)
     speed = "n/a (no episode solved by both)" if info["speedup"] is None else f"{info['speedup']:.2f}x"
     typer.echo(f"{episodes} {split} episodes: base success {info['base_success']:.3f}; {info['scheduler']} "
                f"{info['success']:.3f} (difference {info['success_diff']:+.3f}, one-sided 95% lower bound "

@@ -43,6 +43,12 @@ def test_make_demos_train_policy_and_evaluate_from_the_shell(cli, demos, tmp_pat
     code, out, err = cli("embodied", "evaluate", "--policy", objects, "--rate", 3, "--episodes", 2, "--split", "unseen")
     assert code == 0, err
     assert "fixed k = 3" in out and "2 unseen episodes" in out
+    code, out, err = cli("embodied", "evaluate", "--policy", "scripted", "--rate", 1, "--episodes", 2,
+                         "--max-steps", 3)
+    assert code == 0, err
+    assert "base success 0.000" in out   # no task is solved in 3 control steps, not even by the demonstrator
+    code, _, err = cli("embodied", "evaluate", "--policy", objects, "--rate", 1, "--max-steps", 0)
+    assert code == 2 and "--max-steps must be at least 1" in err
 
 
 def test_sup_from_the_shell_writes_a_scheduler_that_evaluate_reads(cli, tmp_path):
