@@ -619,9 +619,7 @@ def train_vlgor(demos_path: Path, out: Path, cfg: VlgorToolConfig, seed: int, bo
     real = demo_transitions(data, H)   # 4. offline RL: real (+ imagined) -> policies from one initialisation
     obs, targets = demo_tensors(data, H)
     real_obs = {k: obs[k] for k in ("state", "instruction")}
-    evaluation = {split: (sample_tasks(split, cfg.eval_tasks, scene_seed(seed, f"vlgor evaluation {split}")),
-                          scene_seed(seed, f"vlgor evaluation {split}")) for split in ("train", "unseen")
-                  if cfg.eval_tasks}
+    scenes = {split: scene_seed(seed, f"vlgor evaluation {split}") for split in ("train", "unseen") if cfg.eval_tasks}
     policy_cfg = PolicyConfig(horizon=H, view_size=view_size, encoder="objects")
     policies = {}
     for method in methods:
@@ -638,8 +636,8 @@ def train_vlgor(demos_path: Path, out: Path, cfg: VlgorToolConfig, seed: int, bo
             fit_policy(policy, pools, cfg.policy_steps, cfg.policy_batch, cfg.policy_lr, gen, fractions,
                        on_step=lambda _s, bar_=fit_bar: bar_.advance(1))
             fit_bar.finish()
-            success = {split: float(evaluate_policy(policy, tasks_, scenes, cfg.max_steps, config).mean())
-                       for split, (tasks_, scenes) in evaluation.items()}
+            success = {split: float(evaluate_policy(policy, sample_tasks(split, cfg.eval_tasks, scene), scene,
+                                                    cfg.max_steps, config).mean()) for split, scene in scenes.items()}
             state[f"policy_{method}"] = {"weights": policy.state_dict(), "critics": critics, "success": success}
             save_checkpoint(ckpt, state)
             board.log(f"{method}: " + ", ".join(f"{s} {v:.3f}" for s, v in success.items()))
@@ -659,9 +657,8 @@ def train_vlgor(demos_path: Path, out: Path, cfg: VlgorToolConfig, seed: int, bo
     plot = write_figure_png(out.with_name(out.name + ".rollouts.png"), plot_rollouts(
         imagined["examples"], f"VLGOR on {demos_path.name}: imagined (top) vs replayed in the true suite (bottom)"))
     return {"policy": str(out), "plot": str(plot), "imagined_file": str(imagined_file), "imagined": imagined["stats"],
-            "success": success,
-            "thresholds": state["thresholds"], "generator_loss": state["generator_loss"], "episodes": episodes,
-            "held_out": held_count}
+            "success": success, "thresholds": state["thresholds"], "generator_loss": state["generator_loss"],
+            "episodes": episodes, "held_out": held_count}
 
 
 __all__ = ["make_demo_file", "train_policy", "distill", "load_policy", "fit_sup", "load_scheduler", "evaluate",

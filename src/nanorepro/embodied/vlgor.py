@@ -16,6 +16,10 @@ dynamics auxiliary tasks) and the protocol of ``embodied.md`` §5.3:
     solved = label_success(full, tasks)                    # the suite's own predicate: the reward
     keep = disagreement(state_world_model, full, ...) <= threshold   # drop what the world model doubts
 
+``imagine`` does the last five lines for a set of prompts (``prompt_tasks``) and also replays every
+rollout in the true suite; ``embodied vlgor`` (``tools.train_vlgor``) and the ``vlgor`` experiment
+run the whole pipeline.
+
 The generator is a small causal transformer over one sequence
 ``[instruction words | head patches | wrist patches | s_0 a_0 s_1 a_1 ... s_K]``; each state is
 its 13 dynamic dimensions (gripper x, y, grip; every object's x, y — colours and shapes come
