@@ -1,8 +1,10 @@
 """Offline RL for the chunked policy: IQL critics over chunks, advantage weights, mixed-pool regression."""
 
 import numpy as np
+import pytest
 import torch
 
+from nanorepro.common.errors import UserError
 from nanorepro.embodied.offline_rl import (
     TRANSITION_KEYS,
     advantage_weights,
@@ -13,7 +15,7 @@ from nanorepro.embodied.offline_rl import (
 )
 from nanorepro.embodied.policy import ChunkPolicy, PolicyConfig, Pool, fit_policy
 from nanorepro.embodied.vlgor import label_success, prompt_tasks, solved_steps
-from nanorepro.envs.tabletop import MAX_WORDS, RELATIONS, ZONES, Tabletop, _unseen, sample_task
+from nanorepro.envs.tabletop import MAX_WORDS, RELATIONS, ZONES, Tabletop, Task, _unseen, sample_task
 
 
 def test_critic_inputs_drop_the_gripper_velocity_only():
@@ -75,6 +77,19 @@ def test_counterfactual_prompts_are_unseen_combinations_of_real_first_frames():
     rows, prompts = prompt_tasks("paraphrase", first, tasks, 10, np.random.default_rng(1))
     assert all(p.kind == tasks[r].kind and p.colour == tasks[r].colour and p.phrasing > 0
                for r, p in zip(rows, prompts, strict=True))
+
+
+def test_prompting_stops_with_an_error_when_every_draw_is_already_satisfied(monkeypatch):
+    from nanorepro.embodied import vlgor
+
+    rng = np.random.default_rng(0)
+    tasks = [sample_task("train", rng) for _ in range(4)]
+    first = Tabletop(len(tasks), views=False).reset(tasks, rng)["state"]
+    monkeypatch.setattr(vlgor, "label_success", lambda states, prompts: torch.ones(len(prompts), 1, dtype=torch.bool))
+    with pytest.raises(UserError, match="found 0 of 3 counterfactual prompts"):
+        prompt_tasks("counterfactual", first, tasks, 3, np.random.default_rng(0))
+    with pytest.raises(UserError, match="edit push or place tasks"):
+        prompt_tasks("counterfactual", first, [Task("gather")] * 4, 3, np.random.default_rng(0))
 
 
 def _hand_made_demos():

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nanorepro.common.errors import UserError
 from nanorepro.embodied.policy import STATE_DIM, to_float
 from nanorepro.embodied.world_model import StateWorldModel, WorldModelConfig
 from nanorepro.envs.tabletop import (
@@ -440,10 +441,14 @@ def prompt_tasks(kind: str, first_states: np.ndarray, tasks: list[Task], n: int,
     """``n`` (demonstration row, prompt task) pairs: counterfactual slot edits (``kind="counterfactual"``) or
     paraphrases of real first frames; prompts the first frame already satisfies are skipped (nothing to imagine)."""
     if kind == "counterfactual" and not any(t.kind in ("push", "place") for t in tasks):
-        raise ValueError("counterfactual prompts edit push or place tasks; the demonstrations have none")
+        raise UserError("counterfactual prompts edit push or place tasks; the demonstrations have none")
     rows: list[int] = []
     chosen: list[Task] = []
+    fruitless = 0
     while len(rows) < n:
+        if fruitless == 100:
+            raise UserError(f"found {len(rows)} of {n} {kind} prompts: every one drawn is already satisfied by its "
+                            "first frame")
         candidates = []
         while len(candidates) < n - len(rows):
             i = int(rng.integers(len(tasks)))
@@ -453,10 +458,12 @@ def prompt_tasks(kind: str, first_states: np.ndarray, tasks: list[Task], n: int,
                 candidates.append((i, task))
         done = label_success(torch.as_tensor(first_states[[i for i, _ in candidates]])[:, None],
                              [t for _, t in candidates])[:, 0]
+        before = len(rows)
         for (i, task), solved in zip(candidates, done.tolist(), strict=True):
             if not solved:
                 rows.append(i)
                 chosen.append(task)
+        fruitless = fruitless + 1 if len(rows) == before else 0
     return np.array(rows), chosen
 
 
