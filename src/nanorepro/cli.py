@@ -751,8 +751,8 @@ def embodied_vlgor(
         info = train_vlgor(demos, out, cfg, seed, board)
     stats = info["imagined"]
     typer.echo(f"imagined {stats['rollouts']} rollouts from {info['episodes']} demonstrations; the filter kept "
-               f"{stats['kept']:.2f} ({stats['transitions']} chunk transitions); imagined outcome = replayed "
-               f"outcome for {stats['agreement']:.2f} of them (figure: {info['plot']}; kept transitions: "
+               f"{stats['kept']:.2f} ({stats['transitions']} chunk transitions); the imagined outcome is the "
+               f"replayed one for {stats['agreement']:.2f} of all rollouts (figure: {info['plot']}; kept transitions: "
                f"{info['imagined_file']})")
     for method, success in info["success"].items():
         name = "VLGOR (real + imagined)" if method == "vlgor" else "IQL, real data only"

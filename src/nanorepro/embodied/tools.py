@@ -578,7 +578,10 @@ def train_vlgor(demos_path: Path, out: Path, cfg: VlgorToolConfig, seed: int, bo
     seed_everything(seed)   # 1. the filter
     world_model = filter_world_model(H, cfg.wm_steps)
     if "world_model" not in state:
-        world_model.fit(chunk_transitions(fit_part, H), chunk_transitions(held_part, H), seed)
+        wm_bar = board.task("filter world model (at most)", total=cfg.wm_steps)
+        world_model.fit(chunk_transitions(fit_part, H), chunk_transitions(held_part, H), seed,
+                        on_step=lambda *_: wm_bar.advance(1))
+        wm_bar.finish()
         state["world_model"] = world_model.state_dict()
         save_checkpoint(ckpt, state)
     world_model.load_state_dict(state["world_model"])
