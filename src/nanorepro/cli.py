@@ -394,8 +394,9 @@ def llm_rl_sft(
     d_model: int = typer.Option(128, "--d-model"),
     layers: int = typer.Option(4, "--layers"),
     max_new: int | None = typer.Option(None, "--max-new", help="Tokens per completion (default: longest + 4)."),
-    init: Path | None = typer.Option(None, "--init", help="Start from this policy, or a hybrid LM from `lm train` "
-                                     "(bytes as tokens), instead of a fresh TinyGPT (--d-model, --layers)."),
+    init: Path | None = typer.Option(None, "--init", help="Start from this policy, a Hugging Face model directory "
+                                     "(its tokenizer), or a hybrid LM from `lm train` (bytes as tokens), instead of "
+                                     "a fresh TinyGPT (--d-model, --layers)."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Fine-tune a policy on the problems' reference completions (a start for RL).
@@ -417,7 +418,8 @@ def llm_rl_sft(
 
 @llm_rl_app.command("train")
 def llm_rl_train(
-    policy: Path = typer.Option(..., "--policy", help="A policy file from `llm-rl sft` (or an earlier `train`)."),
+    policy: Path = typer.Option(..., "--policy", help="A policy file from `llm-rl sft` (or an earlier `train`), "
+                                "or a local Hugging Face model directory."),
     data: Path = typer.Option(..., "--data", help="Training problems. " + PROBLEMS_HELP),
     eval_data: Path | None = typer.Option(None, "--eval", help="Held-out problems, evaluated along the way."),
     out: Path = typer.Option(Path("rl.safetensors"), "--out", help="Policy file to write."),
@@ -450,7 +452,8 @@ def llm_rl_train(
 
 @llm_rl_app.command("evaluate")
 def llm_rl_evaluate(
-    policy: Path = typer.Option(..., "--policy", help="A policy file from `llm-rl sft` or `llm-rl train`."),
+    policy: Path = typer.Option(..., "--policy", help="A policy file from `llm-rl sft` or `llm-rl train`, or a "
+                                "Hugging Face model directory."),
     data: Path = typer.Option(..., "--data", help=PROBLEMS_HELP),
     samples: int = typer.Option(4, "--samples", help="Sampled completions per problem (temperature 1)."),
     show: int = typer.Option(3, "--show", help="Print the greedy completion of the first N problems."),

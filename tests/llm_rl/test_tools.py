@@ -216,3 +216,79 @@ def test_prompts_of_equal_characters_but_unequal_bytes_are_batched_apart():
     assert {len(draw(np.random.default_rng(i), 4)[0].prompt.encode()) for i in range(40)} == {2, 3}
     acc, malformed = accuracy(policy, ByteTokenizer(), problems, tools.answer_reward, 2, 3, torch.Generator())
     assert 0 <= acc <= 1 and 0 <= malformed <= 1
+
+
+@pytest.fixture
+def hf_model(tmp_path):
+    """A tiny Llama and a byte-level BPE tokenizer trained here, saved as a local model directory (no download)."""
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator([f"{a}+{b}=<{a},{b}>{a + b}" for a in range(20) for b in range(10)],
+                            trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "</s>", "<unk>"],
+                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="</s>", pad_token="<pad>",
+                                                     unk_token="<unk>")
+    path = tmp_path / "hf-model"
+    tokenizer.save_pretrained(path)
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                   num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                                   max_position_embeddings=128, tie_word_embeddings=True,
+                                   eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    transformers.LlamaForCausalLM(cfg).save_pretrained(path)
+    return path
+
+
+def test_a_hugging_face_model_directory_is_fine_tuned_trained_and_evaluated_as_a_directory(tmp_path, cli, hf_model):
+    import transformers
+
+    data = _sums(tmp_path / "sums.jsonl", 12, 6)
+    sft_dir, rl_dir = tmp_path / "sft-model", tmp_path / "rl-model"
+    code, out, err = cli("llm-rl", "sft", "--init", hf_model, "--data", data, "--out", sft_dir, "--steps", "40",
+                         "--batch", "16", "--lr", "3e-3")
+    assert code == 0, err
+    assert "the model's tokenizer" in out
+    record = json.loads((sft_dir / tools.HF_RECORD).read_text())
+    assert record["history"][-1]["final_loss"] < 3.0   # from ln(vocab) = 5.7 at initialisation
+    code, out, err = cli("llm-rl", "train", "--policy", sft_dir, "--data", data, "--method", "start", "--iterations",
+                         "2", "--prompts", "2", "--group", "2", "--eval-every", "1", "--out", rl_dir)
+    assert code == 0, err
+    assert [h["stage"] for h in json.loads((rl_dir / tools.HF_RECORD).read_text())["history"]] == ["sft", "start"]
+    assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob("*.ckpt.safetensors"))
+    tuned = transformers.AutoModelForCausalLM.from_pretrained(rl_dir, local_files_only=True)   # a plain HF model
+    base = transformers.AutoModelForCausalLM.from_pretrained(hf_model, local_files_only=True)
+    assert any(not torch.equal(a, b) for a, b in zip(base.state_dict().values(), tuned.state_dict().values(),
+                                                     strict=True))
+    code, out, err = cli("llm-rl", "evaluate", "--policy", rl_dir, "--data", data, "--samples", "1")
+    assert code == 0 and "greedy" in out, err
+
+
+def test_rl_on_a_hugging_face_model_resumes_to_the_same_weights(tmp_path, monkeypatch, hf_model):
+    data = _sums(tmp_path / "sums.jsonl", 12, 6)
+    cfg = tools.RLToolConfig(method="dr_grpo", iterations=4, prompts_per_iter=2, group=2, eval_every=1)
+    with ProgressBoard(enabled=False) as board:
+        tools.train(hf_model, data, tmp_path / "straight", cfg, 0, board)
+        _crash_after(monkeypatch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            tools.train(hf_model, data, tmp_path / "resumed", cfg, 0, board)
+        monkeypatch.setattr(tools, "save_checkpoint", save_checkpoint)
+        tools.train(hf_model, data, tmp_path / "resumed", cfg, 0, board)
+    straight, resumed = (tools.load_policy(tmp_path / name)[0].state_dict() for name in ("straight", "resumed"))
+    for key, value in straight.items():
+        assert torch.equal(value, resumed[key]), key
+
+
+def test_hugging_face_directories_that_cannot_be_read_or_written_are_one_line_errors(tmp_path, cli, hf_model):
+    data = _sums(tmp_path / "sums.jsonl", 12, 6)
+    (tmp_path / "empty").mkdir()
+    code, _, err = cli("llm-rl", "evaluate", "--policy", tmp_path / "empty", "--data", data)
+    assert code == 2 and "without config.json" in err
+    (tmp_path / "taken").write_text("a file")
+    code, _, err = cli("llm-rl", "train", "--policy", hf_model, "--data", data, "--iterations", "1", "--prompts", "2",
+                       "--group", "2", "--out", tmp_path / "taken")
+    assert code == 2 and "is a file" in err and (tmp_path / "taken").read_text() == "a file"
+    assert not (tmp_path / "taken.ckpt.safetensors").exists()   # refused before any training

@@ -70,8 +70,15 @@ def read_json(path: str | Path, what: str = "file") -> Any:
 
 
 def file_digest(path: str | Path) -> str:
-    """The first 16 hex digits of a file's SHA-256: what a resumable command's checkpoint is tied to."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    """The first 16 hex digits of a file's SHA-256 (of a directory: of its files' relative paths and contents):
+    what a resumable command's checkpoint is tied to."""
+    path = Path(path)
+    if not path.is_dir():
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(path).as_posix().encode() + b"\0" + hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()[:16]
 
 
 def write_curve_png(out: str | Path, title: str, series: dict, xlabel: str, ylabel: str) -> Path:

@@ -6,12 +6,13 @@ Every trainer here talks to a policy through two calls, so any causal LM fits:
     advance(next (B,), state) -> (logits (B, V), state)               one cached step
 
 plus ``forward(ids) -> logits (B, T, V)`` for training. ``TinyGPT`` implements them natively;
-``HFPolicy`` wraps a Hugging Face ``AutoModelForCausalLM`` (``past_key_values``) and
-``HybridPolicy`` nanorepro's hybrid Mamba-2/attention LM (its own cache).
+``HFPolicy`` wraps a Hugging Face ``AutoModelForCausalLM`` (``past_key_values``; ``HFTokenizer``
+its tokenizer) and ``HybridPolicy`` nanorepro's hybrid Mamba-2/attention LM (its own cache).
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -74,6 +75,30 @@ class ByteTokenizer:
         return out.decode("utf-8", errors="replace")
 
 
+class HFTokenizer:
+    """A Hugging Face tokenizer behind the same four members: ids without added special tokens, decoding up to
+    the first EOS; PAD is the tokenizer's pad token, else its EOS (padding is masked out either way)."""
+
+    alphabet = None  # any text the tokenizer reads
+
+    def __init__(self, tokenizer):
+        if tokenizer.eos_token_id is None:
+            raise ValueError("the tokenizer has no end-of-sequence token: a completion could never end")
+        self.tokenizer = tokenizer
+        self.EOS = int(tokenizer.eos_token_id)
+        self.PAD = int(tokenizer.pad_token_id) if tokenizer.pad_token_id is not None else self.EOS
+        self.vocab_size = len(tokenizer)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode(self, ids) -> str:
+        ids = [int(i) for i in ids]
+        if self.EOS in ids:
+            ids = ids[: ids.index(self.EOS)]
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
 @dataclass(frozen=True)
 class TinyGPTConfig:
     vocab_size: int
@@ -124,22 +149,24 @@ class TinyGPT(nn.Module):
 
 
 class HFPolicy(nn.Module):
-    """A Hugging Face causal LM behind the policy protocol (tiny local configs; nothing downloaded)."""
+    """A Hugging Face causal LM behind the policy protocol (a local model directory or config; nothing downloaded)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+        # transformers >= 5.2x names the KV cache "cache" (argument and output); earlier, "past_key_values"
+        self.cache_name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=ids, use_cache=False).logits
 
     def start(self, ids: torch.Tensor):
         out = self.model(input_ids=ids, use_cache=True)
-        return out.logits[:, -1], out.past_key_values
+        return out.logits[:, -1], out[self.cache_name]
 
     def advance(self, nxt: torch.Tensor, state):
-        out = self.model(input_ids=nxt[:, None], past_key_values=state, use_cache=True)
-        return out.logits[:, -1], out.past_key_values
+        out = self.model(input_ids=nxt[:, None], use_cache=True, **{self.cache_name: state})
+        return out.logits[:, -1], out[self.cache_name]
 
 
 class HybridPolicy(nn.Module):

@@ -27,7 +27,13 @@ prompt); both are resumable (``<out>.ckpt.safetensors``; the same command contin
 write ``<out>.curve.png``.
 
 A policy file is a nanorepro checkpoint (safetensors; no pickle): the alphabet, the model
-config, the generation length, the weights and the history of the runs that made it.
+config, the generation length, the weights and the history of the runs that made it. Your own
+Hugging Face causal LM is a policy too: pass its local model directory (``config.json``,
+safetensors weights, its tokenizer; needs ``transformers``; read with ``local_files_only``, so
+nothing is downloaded) as ``--policy`` or ``--init``, and the result is written as a model
+directory (plus ``nanorepro.json``: the generation length and the runs). With a subword tokenizer,
+START's thinking boundary is found by re-encoding the completion's text up to ``>``: exact for
+characters and bytes, approximate where a token straddles it.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import shutil
 from functools import partial
 from pathlib import Path
 
@@ -44,16 +51,26 @@ from torch import nn
 
 from nanorepro.common.checkpoint import load_checkpoint, load_owned_checkpoint, save_checkpoint
 from nanorepro.common.errors import UserError
-from nanorepro.common.io import atomic_write_bytes, file_digest, write_curve_png
+from nanorepro.common.io import atomic_write_bytes, atomic_write_json, file_digest, read_json, write_curve_png
 from nanorepro.llm_rl.grpo import GRPOConfig
 from nanorepro.llm_rl.loop import RLConfig, accuracy, rl_train, sft_optimizer, thinking_mask, train_lm
-from nanorepro.llm_rl.policy import ByteTokenizer, CharTokenizer, HybridPolicy, TinyGPT, TinyGPTConfig, sample
+from nanorepro.llm_rl.policy import (
+    ByteTokenizer,
+    CharTokenizer,
+    HFPolicy,
+    HFTokenizer,
+    HybridPolicy,
+    TinyGPT,
+    TinyGPTConfig,
+    sample,
+)
 from nanorepro.llm_rl.reval import ReValConfig
 from nanorepro.llm_rl.tasks import Problem, t1_sample, thinking_span
 from nanorepro.lm.tools import MODEL_FORMAT as LM_FORMAT
 from nanorepro.lm.tools import build_model
 
 POLICY_FORMAT = "nanorepro.llm_rl.policy/1"
+HF_RECORD = "nanorepro.json"   # in a Hugging Face model directory we wrote: generation length, the runs behind it
 METHODS = ("grpo", "dr_grpo", "dapo", "rloo", "reval", "start")
 
 
@@ -182,6 +199,7 @@ def sft(data: Path, out: Path, cfg: SFTConfig, seed: int, board, init: Path | No
         base: dict = {"history": []}
     else:
         model, tok, base = load_policy(init)
+        _check_out(out, model)
         _check_alphabet(problems, tok, data)
     longest = max(len(tok.encode(p.gold)) for p in problems)
     max_new = cfg.max_new or longest + 4
@@ -231,7 +249,8 @@ def sft(data: Path, out: Path, cfg: SFTConfig, seed: int, board, init: Path | No
                        "step", "cross-entropy of the completion")
     correct = float(np.mean([answer_reward(p.gold, p)[0] for p in problems]))
     return {"policy": str(out), "plot": str(plot), "problems": len(problems), "references_correct": correct,
-            "tokens": "bytes as tokens" if tok.alphabet is None else f"{len(tok.alphabet)} characters as tokens",
+            "tokens": f"the model's tokenizer ({tok.vocab_size} tokens)" if isinstance(tok, HFTokenizer) else
+            "bytes as tokens" if tok.alphabet is None else f"{len(tok.alphabet)} characters as tokens",
             "parameters": sum(p.numel() for p in model.parameters()), "final_loss": history[-1]["final_loss"],
             "greedy_accuracy": greedy, "malformed": malformed}
 
@@ -285,6 +304,7 @@ def train(policy_path: Path, data: Path, out: Path, cfg: RLToolConfig, seed: int
     """Run ``cfg.method`` from the policy on the file's problems; write the trained policy and its curve."""
     cfg.validate()
     model, tok, state = load_policy(policy_path)
+    _check_out(out, model)
     problems = load_problems(data)
     _check_alphabet(problems, tok, data)
     evals = {"train": spread(problems, 200)}
@@ -399,8 +419,12 @@ def evaluate(policy_path: Path, data: Path, samples: int, seed: int, show: int =
             "examples": rows[:show]}
 
 
-def load_policy(path: Path) -> tuple[nn.Module, CharTokenizer | ByteTokenizer, dict]:
-    """A policy file (TinyGPT, characters) or a hybrid LM from ``nanorepro lm train`` (bytes), ready to train."""
+def load_policy(path: Path) -> tuple[nn.Module, CharTokenizer | ByteTokenizer | HFTokenizer, dict]:
+    """A policy file (TinyGPT, characters), a hybrid LM from ``nanorepro lm train`` (bytes) or a Hugging Face model
+    directory (its own tokenizer), ready to train."""
+    path = Path(path)
+    if path.is_dir():
+        return _load_hf(path)
     state = load_checkpoint(path)
     kind = state.get("format") if isinstance(state, dict) else None
     if kind == POLICY_FORMAT:
@@ -417,19 +441,63 @@ def load_policy(path: Path) -> tuple[nn.Module, CharTokenizer | ByteTokenizer, d
                     f"one) nor a hybrid LM ({LM_FORMAT}; `nanorepro lm train`)")
 
 
+def _load_hf(path: Path) -> tuple[HFPolicy, HFTokenizer, dict]:
+    """A causal LM and its tokenizer from a local Hugging Face model directory (never the network), in float32."""
+    try:
+        import transformers
+    except ImportError:
+        raise UserError(f"{path} is a directory: reading a Hugging Face model needs transformers "
+                        "(pip install transformers)") from None
+    if not (path / "config.json").exists():
+        raise UserError(f"{path} is a directory without config.json: not a Hugging Face model directory")
+    try:
+        model = transformers.AutoModelForCausalLM.from_pretrained(path, local_files_only=True).float()
+        tok = HFTokenizer(transformers.AutoTokenizer.from_pretrained(path, local_files_only=True))
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"cannot load a causal LM and its tokenizer from {path}: {exc}".splitlines()[0]) from None
+    state = {"history": []}
+    if (path / HF_RECORD).exists():
+        state.update(read_json(path / HF_RECORD, "nanorepro record"))
+    return HFPolicy(model), tok, state
+
+
 def _max_new(state: dict, tok, problems: list[Problem]) -> int:
     """The policy's generation length, or for an LM without one, the longest reference + 4 tokens."""
     return state.get("max_new") or max(len(tok.encode(p.gold)) for p in problems) + 4
 
 
 def _write_policy(out: Path, model: nn.Module, tok, max_new: int, history: list[dict], base: dict) -> None:
-    """A TinyGPT as a policy file; a hybrid LM in the LM's own format (so `lm generate` reads it too)."""
+    """A TinyGPT as a policy file; a hybrid LM in the LM's own format (so `lm generate` reads it too); a Hugging
+    Face model as a model directory (safetensors weights, its tokenizer, ``nanorepro.json``)."""
+    if isinstance(model, HFPolicy):
+        _write_hf(out, model, tok, {"max_new": max_new, "history": history})
+        return
     if isinstance(model, HybridPolicy):
         save_checkpoint(out, {**base, "weights": model.model.state_dict(), "max_new": max_new, "history": history})
         return
     save_checkpoint(out, {"format": POLICY_FORMAT, "alphabet": tok.alphabet,
                           "config": dataclasses.asdict(model.config), "max_new": max_new,
                           "weights": model.state_dict(), "history": history})
+
+
+def _check_out(out: Path, model: nn.Module) -> None:
+    """Before any work: a Hugging Face policy is written as a directory, so ``out`` must not be a file."""
+    if isinstance(model, HFPolicy) and out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file; a Hugging Face policy is written as a directory: choose another --out")
+
+
+def _write_hf(out: Path, model: HFPolicy, tok: HFTokenizer, record: dict) -> None:
+    """Write the directory beside ``out``, then swap it into place: an interrupted write leaves ``out`` as it was."""
+    partial_dir, old = out.with_name(out.name + ".partial"), out.with_name(out.name + ".old")
+    shutil.rmtree(partial_dir, ignore_errors=True)
+    model.model.save_pretrained(partial_dir)
+    tok.tokenizer.save_pretrained(partial_dir)
+    atomic_write_json(partial_dir / HF_RECORD, record)
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    partial_dir.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 __all__ = ["answer_reward", "load_problems", "write_chain_arithmetic", "sft", "train", "evaluate", "load_policy",
