@@ -384,6 +384,24 @@ def llm_rl_make_data(
     typer.echo(f"{n} {split} problems -> {write_chain_arithmetic(out, n, split, numbers, noisy, seed)}")
 
 
+@llm_rl_app.command("make-hf-model")
+def llm_rl_make_hf_model(
+    data: Path = typer.Option(..., "--data", help="Problems whose text trains the tokenizer (JSON Lines)."),
+    out: Path = typer.Option(Path("tiny-llama"), "--out", help="Model directory to write."),
+    vocab: int = typer.Option(400, "--vocab", help="BPE vocabulary size."),
+    d_model: int = typer.Option(128, "--d-model"),
+    layers: int = typer.Option(4, "--layers"),
+    heads: int = typer.Option(4, "--heads"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Write a small, untrained Llama and a BPE tokenizer as a local Hugging Face model directory (needs
+    transformers): the --init/--policy DIR path without downloading a model."""
+    from nanorepro.llm_rl.tools import write_tiny_hf_model
+
+    info = write_tiny_hf_model(data, out, vocab, d_model, layers, heads, seed)
+    typer.echo(f"Llama with {info['parameters']:,} parameters, {info['vocab']} tokens -> {info['out']}")
+
+
 @llm_rl_app.command("sft")
 def llm_rl_sft(
     data: Path = typer.Option(..., "--data", help=PROBLEMS_HELP),

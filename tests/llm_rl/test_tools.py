@@ -220,26 +220,11 @@ def test_prompts_of_equal_characters_but_unequal_bytes_are_batched_apart():
 
 @pytest.fixture
 def hf_model(tmp_path):
-    """A tiny Llama and a byte-level BPE tokenizer trained here, saved as a local model directory (no download)."""
-    transformers = pytest.importorskip("transformers")
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator([f"{a}+{b}=<{a},{b}>{a + b}" for a in range(20) for b in range(10)],
-                            trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "</s>", "<unk>"],
-                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="</s>", pad_token="<pad>",
-                                                     unk_token="<unk>")
+    """A tiny Llama and a byte-level BPE tokenizer trained here (``llm-rl make-hf-model``), as a local model
+    directory: no download."""
+    pytest.importorskip("transformers")
     path = tmp_path / "hf-model"
-    tokenizer.save_pretrained(path)
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                   num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                                   max_position_embeddings=128, tie_word_embeddings=True,
-                                   eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    transformers.LlamaForCausalLM(cfg).save_pretrained(path)
+    tools.write_tiny_hf_model(_sums(tmp_path / "corpus.jsonl"), path, vocab=300, d_model=32, layers=2, heads=2)
     return path
 
 
@@ -280,6 +265,21 @@ def test_rl_on_a_hugging_face_model_resumes_to_the_same_weights(tmp_path, monkey
     straight, resumed = (tools.load_policy(tmp_path / name)[0].state_dict() for name in ("straight", "resumed"))
     for key, value in straight.items():
         assert torch.equal(value, resumed[key]), key
+
+
+def test_make_hf_model_writes_a_directory_that_transformers_and_the_tools_read(tmp_path, cli):
+    transformers = pytest.importorskip("transformers")
+    data = _sums(tmp_path / "sums.jsonl")
+    code, out, err = cli("llm-rl", "make-hf-model", "--data", data, "--out", tmp_path / "m", "--vocab", 300,
+                         "--d-model", 32, "--layers", 1, "--heads", 2)
+    assert code == 0 and "Llama with" in out, err
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "m", local_files_only=True)
+    assert tokenizer.decode(tokenizer.encode("13+4=<13,4>17")) == "13+4=<13,4>17"   # byte-level: round trip
+    model, tok, state = tools.load_policy(tmp_path / "m")
+    assert tok.decode(tok.encode("3+4=7") + [tok.EOS] + tok.encode("junk")) == "3+4=7" and state["history"] == []
+    code, _, err = cli("llm-rl", "make-hf-model", "--data", data, "--out", tmp_path / "n", "--d-model", 30,
+                       "--heads", 4)
+    assert code == 2 and "multiple of --heads" in err
 
 
 def test_hugging_face_directories_that_cannot_be_read_or_written_are_one_line_errors(tmp_path, cli, hf_model):

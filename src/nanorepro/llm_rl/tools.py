@@ -5,6 +5,7 @@
     nanorepro llm-rl train --policy sft.safetensors --data train.jsonl --eval test.jsonl --method reval \\
         --out rl.safetensors
     nanorepro llm-rl evaluate --policy rl.safetensors --data test.jsonl
+    nanorepro llm-rl make-hf-model --data train.jsonl --out tiny-llama   # a local HF model to try --init DIR with
 
 A problems file is JSON Lines, one object per line:
 
@@ -443,11 +444,7 @@ def load_policy(path: Path) -> tuple[nn.Module, CharTokenizer | ByteTokenizer | 
 
 def _load_hf(path: Path) -> tuple[HFPolicy, HFTokenizer, dict]:
     """A causal LM and its tokenizer from a local Hugging Face model directory (never the network), in float32."""
-    try:
-        import transformers
-    except ImportError:
-        raise UserError(f"{path} is a directory: reading a Hugging Face model needs transformers "
-                        "(pip install transformers)") from None
+    transformers = _transformers(path)
     if not (path / "config.json").exists():
         raise UserError(f"{path} is a directory without config.json: not a Hugging Face model directory")
     try:
@@ -480,6 +477,40 @@ def _write_policy(out: Path, model: nn.Module, tok, max_new: int, history: list[
                           "weights": model.state_dict(), "history": history})
 
 
+def write_tiny_hf_model(data: Path, out: Path, vocab: int = 400, d_model: int = 128, layers: int = 4, heads: int = 4,
+                        seed: int = 0) -> dict:
+    """A randomly initialised Llama (tied embeddings) and a byte-level BPE tokenizer trained on the problems'
+    prompts and references, as a local model directory: the Hugging Face path without a download."""
+    transformers = _transformers(out)
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    if min(vocab, d_model, layers, heads) < 1 or d_model % heads:
+        raise UserError("--vocab, --layers and --heads must be >= 1 and --d-model a positive multiple of --heads")
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator([p.prompt + p.gold for p in load_problems(data)], trainers.BpeTrainer(
+        vocab_size=vocab, special_tokens=["<pad>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="</s>", pad_token="<pad>",
+                                                     unk_token="<unk>")
+    torch.manual_seed(seed)
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=d_model, intermediate_size=4 * d_model, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=256, tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    _write_hf(out, HFPolicy(model), HFTokenizer(tokenizer), {"history": []})
+    return {"out": str(out), "vocab": len(tokenizer), "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def _transformers(path: Path):
+    try:
+        import transformers
+    except ImportError:
+        raise UserError(f"{path}: Hugging Face models need transformers (pip install -e \".[hf]\")") from None
+    return transformers
+
+
 def _check_out(out: Path, model: nn.Module) -> None:
     """Before any work: a Hugging Face policy is written as a directory, so ``out`` must not be a file."""
     if isinstance(model, HFPolicy) and out.exists() and not out.is_dir():
@@ -500,5 +531,5 @@ def _write_hf(out: Path, model: HFPolicy, tok: HFTokenizer, record: dict) -> Non
     shutil.rmtree(old, ignore_errors=True)
 
 
-__all__ = ["answer_reward", "load_problems", "write_chain_arithmetic", "sft", "train", "evaluate", "load_policy",
-           "SFTConfig", "RLToolConfig", "METHODS", "POLICY_FORMAT"]
+__all__ = ["answer_reward", "load_problems", "write_chain_arithmetic", "write_tiny_hf_model", "sft", "train",
+           "evaluate", "load_policy", "SFTConfig", "RLToolConfig", "METHODS", "POLICY_FORMAT"]
