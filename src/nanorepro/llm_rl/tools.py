@@ -508,6 +508,7 @@ def _transformers(path: Path):
         import transformers
     except ImportError:
         raise UserError(f"{path}: Hugging Face models need transformers (pip install -e \".[hf]\")") from None
+    transformers.utils.logging.disable_progress_bar()   # our own bars report progress; its loading bar is noise
     return transformers
 
 
