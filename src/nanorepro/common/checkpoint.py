@@ -28,8 +28,9 @@ def flatten_state(obj: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor], 
     Dicts with non-string keys (optimiser states are keyed by int) and tuples are tagged
     so that they come back exactly as they went in.
     """
-    if isinstance(obj, torch.Tensor):  # a copy: tied weights (one storage, two names) are two tensors on disk
-        return {prefix: obj.detach().cpu().clone(memory_format=torch.contiguous_format)}, {"__tensor__": prefix}
+    if isinstance(obj, torch.Tensor):  # one copy: tied weights (one storage, two names) are two tensors on disk
+        return ({prefix: obj.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)},
+                {"__tensor__": prefix})
     if isinstance(obj, dict):
         tensors, items = {}, []
         for key, value in obj.items():

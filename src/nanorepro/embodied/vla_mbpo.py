@@ -99,6 +99,9 @@ class TwinValue(nn.Module):
         return ((self(features) - returns) ** 2).mean()
 
 
+REWARDS = ("threshold", "probability")   # branched_rollouts' imagined rewards
+
+
 @torch.no_grad()
 def branched_rollouts(policy: ChunkPolicy, world_model: PixelWorldModel, starts: dict[str, torch.Tensor], k: int,
                       max_uncertainty: float, control_dt: float = 0.1, success_threshold: float = 0.5,
@@ -158,9 +161,6 @@ def branched_rollouts(policy: ChunkPolicy, world_model: PixelWorldModel, starts:
     out["last"] = {**obs, "instruction": instruction}
     out["instruction"] = instruction
     return out
-
-
-REWARDS = ("threshold", "probability")
 
 
 def _to_uint8(images_B3PP: torch.Tensor) -> torch.Tensor:
